@@ -1,0 +1,149 @@
+/*
+ * config.h: the validated, immutable configuration snapshot.
+ *
+ * Loaded from YAML (SPEC §2) by sl_config_load(); everything a snapshot
+ * points to lives in its arena and dies with sl_config_release(). Snapshots
+ * are reference counted: a request takes a reference at its start and drops
+ * it at its end, so SIGHUP can swap in a new snapshot while requests in
+ * flight finish on the one they started with.
+ *
+ * Keys are data (config_keys.c): one table per section drives parsing, bounds,
+ * defaults and docs/configuration.md. Unknown keys and bad values are errors
+ * reported as "FILE:LINE:COL: message".
+ */
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
+
+#include <stdatomic.h>
+
+#include "core/arena.h"
+#include "core/sl.h"
+
+typedef struct sl_listen_addr {
+    char *host; /* numeric IPv4/IPv6 or "localhost" */
+    int port;
+} sl_listen_addr;
+
+typedef struct sl_limits_cfg {
+    uint64_t max_header_bytes;  /* 16384 */
+    uint64_t max_headers;       /* 100 */
+    uint64_t max_body_bytes;    /* 33554432 */
+    uint64_t header_timeout_ms; /* 10000 */
+    uint64_t idle_timeout_ms;   /* 75000 */
+    uint64_t max_connections;   /* 100000 */
+} sl_limits_cfg;
+
+typedef struct sl_server_cfg {
+    sl_listen_addr *listen;
+    size_t nlisten;
+    sl_listen_addr admin_listen; /* port 0 = no admin listener */
+    bool has_admin;
+    uint64_t workers;            /* 0 = one per CPU */
+    uint64_t drain_timeout_ms;   /* 30000 */
+    char *access_log;            /* NULL = stdout; "off" disables */
+    sl_limits_cfg limits;
+} sl_server_cfg;
+
+typedef enum {
+    SL_PROTO_OPENAI = 0,
+    SL_PROTO_ANTHROPIC,
+    SL_PROTO_GEMINI,
+} sl_proto;
+
+typedef struct sl_timeouts_cfg {
+    uint64_t connect_ms;     /* 5000 */
+    uint64_t first_token_ms; /* 60000 */
+    uint64_t idle_ms;        /* 60000 */
+    uint64_t total_ms;       /* 600000 */
+} sl_timeouts_cfg;
+
+typedef struct sl_kv {
+    char *key, *value;
+} sl_kv;
+
+typedef struct sl_provider_cfg {
+    char *name;
+    char *type;          /* "openai", "azure", "anthropic", "gemini", "deepseek", ... */
+    sl_proto proto;      /* wire protocol implied by type */
+    char *base_url;      /* from config, else the type's default; no trailing '/' */
+    char **api_keys;     /* expanded; never logged */
+    size_t napi_keys;
+    sl_kv *headers;      /* extra headers sent upstream */
+    size_t nheaders;
+    char *api_version;   /* azure: api-version query parameter (default "2024-10-21") */
+    sl_timeouts_cfg timeouts;
+    uint64_t max_connections; /* 1024 */
+    uint32_t index;      /* position in the providers array */
+} sl_provider_cfg;
+
+typedef struct sl_target_cfg {
+    sl_provider_cfg *provider;
+    char *model;         /* NULL = pass the requested name through */
+    uint64_t weight;     /* 1 */
+} sl_target_cfg;
+
+typedef enum {
+    SL_BALANCE_WEIGHTED = 0,
+    SL_BALANCE_LEAST_REQUEST,
+    SL_BALANCE_LATENCY,
+    SL_BALANCE_PREFIX_CACHE,
+    SL_BALANCE_METRICS,
+} sl_balance_kind;
+
+/* Retry "on" conditions, as a bit set. */
+enum {
+    SL_RETRY_ON_TIMEOUT = 1u << 0,
+    SL_RETRY_ON_CONNECT = 1u << 1,
+};
+
+typedef struct sl_retry_cfg {
+    uint64_t attempts;      /* total tries per target list, 1 = no retry; default 2 */
+    uint32_t on_flags;      /* SL_RETRY_ON_* */
+    uint16_t *on_status;    /* HTTP statuses that are retried; default 429 500 502 503 504 */
+    size_t non_status;
+} sl_retry_cfg;
+
+typedef struct sl_model_cfg {
+    char *name;          /* exact or glob */
+    bool is_glob;
+    sl_target_cfg *targets;
+    size_t ntargets;
+    sl_balance_kind balance;
+    sl_retry_cfg retry;
+    char **fallbacks;    /* other public model names, in order */
+    size_t nfallbacks;
+    uint64_t default_max_tokens; /* defaults.max_tokens; 0 = unset */
+    uint32_t index;
+} sl_model_cfg;
+
+typedef struct sl_config {
+    _Atomic int refs;
+    sl_arena arena;      /* owns everything below */
+    char *path;          /* file it came from, or "<builtin>" */
+    sl_server_cfg server;
+    sl_provider_cfg *providers;
+    size_t nproviders;
+    sl_model_cfg *models;
+    size_t nmodels;
+} sl_config;
+
+/*
+ * Loads and validates. On success *out has one reference. On failure returns
+ * SL_EPARSE (or SL_ENOMEM / SL_EIO) and appends one "FILE:LINE:COL: message"
+ * line per problem to errors (an sl_buf*; may be NULL); it reports every
+ * problem it can find, not just the first.
+ */
+struct sl_buf;
+int sl_config_load_file(const char *path, sl_config **out, struct sl_buf *errors);
+int sl_config_load_string(const char *name, const char *yaml, size_t len, sl_config **out, struct sl_buf *errors);
+/* The configuration used when no -c is given and ./sluice.yaml is absent. */
+extern const char sl_config_builtin_yaml[];
+
+static inline sl_config *sl_config_retain(sl_config *c) { atomic_fetch_add(&c->refs, 1); return c; }
+void sl_config_release(sl_config *c);
+
+/* First model entry (file order) whose name or glob matches; NULL if none. */
+const sl_model_cfg *sl_config_find_model(const sl_config *c, sl_str name);
+const sl_provider_cfg *sl_config_find_provider(const sl_config *c, sl_str name);
+
+#endif

@@ -1,0 +1,30 @@
+/*
+ * arena.h: a bump allocator for things that live exactly as long as one
+ * request (or one config snapshot). Freed all at once; nothing inside is freed
+ * alone. Blocks grow geometrically up to a cap so a huge request costs a few
+ * allocations, not thousands.
+ */
+#ifndef SL_ARENA_H
+#define SL_ARENA_H
+
+#include "core/sl.h"
+
+typedef struct sl_arena_block sl_arena_block;
+
+typedef struct sl_arena {
+    sl_arena_block *head;  /* current block; older ones chained behind it */
+    size_t next_size;      /* size of the next block to allocate */
+    size_t total;          /* bytes allocated from the heap, all blocks */
+    size_t max_total;      /* cap (0 = none); allocation past it fails */
+} sl_arena;
+
+void sl_arena_init(sl_arena *a, size_t first_block, size_t max_total);
+void *sl_arena_alloc(sl_arena *a, size_t n);      /* 16-byte aligned; NULL on failure */
+void *sl_arena_calloc(sl_arena *a, size_t n);
+char *sl_arena_strndup(sl_arena *a, const char *s, size_t n); /* NUL-terminated copy */
+sl_str sl_arena_str(sl_arena *a, sl_str s);       /* copy of a slice (p NULL on failure) */
+char *sl_arena_printf(sl_arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sl_arena_reset(sl_arena *a);                 /* keeps the first block */
+void sl_arena_free(sl_arena *a);
+
+#endif

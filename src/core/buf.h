@@ -1,0 +1,31 @@
+/*
+ * buf.h: a growable byte buffer with a hard cap (ARCHITECTURE.md habit 5).
+ * Appending past the cap fails with SL_ELIMIT and leaves the buffer as it was,
+ * so the caller can answer 413/431 instead of crashing or truncating silently.
+ */
+#ifndef SL_BUF_H
+#define SL_BUF_H
+
+#include "core/sl.h"
+
+typedef struct sl_buf {
+    char *p;
+    size_t len, cap;
+    size_t max; /* hard cap on len (0 = SIZE_MAX) */
+} sl_buf;
+
+static inline void sl_buf_init(sl_buf *b, size_t max) { b->p = NULL, b->len = b->cap = 0, b->max = max; }
+int sl_buf_reserve(sl_buf *b, size_t extra);          /* ensure room for extra more bytes */
+int sl_buf_append(sl_buf *b, const void *p, size_t n);
+static inline int sl_buf_append_str(sl_buf *b, sl_str s) { return sl_buf_append(b, s.p, s.n); }
+static inline int sl_buf_append_cstr(sl_buf *b, const char *s) { return sl_buf_append(b, s, strlen(s)); }
+int sl_buf_appendf(sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int sl_buf_append_u64(sl_buf *b, uint64_t v);
+void sl_buf_consume(sl_buf *b, size_t n);             /* drop n bytes from the front */
+static inline void sl_buf_clear(sl_buf *b) { b->len = 0; }
+static inline sl_str sl_buf_str(const sl_buf *b) { return (sl_str){b->p, b->len}; }
+void sl_buf_free(sl_buf *b);
+/* Hands the storage to the caller (NUL-terminated); the buffer is left empty. */
+char *sl_buf_detach(sl_buf *b, size_t *len);
+
+#endif
