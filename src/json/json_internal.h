@@ -12,7 +12,7 @@
 
 #include "json/json.h"
 
-#if defined(__SSE2__)
+#if defined(__SSE2__) && !defined(SL_JSON_NO_SIMD) /* SL_JSON_NO_SIMD: test the SWAR path */
 #include <emmintrin.h>
 #endif
 
@@ -25,7 +25,7 @@ extern const unsigned char sl_json_special[256];
  */
 static inline const unsigned char *json_scan_plain(const unsigned char *p, const unsigned char *end)
 {
-#if defined(__SSE2__)
+#if defined(__SSE2__) && !defined(SL_JSON_NO_SIMD) /* SL_JSON_NO_SIMD: test the SWAR path */
     const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'), sp = _mm_set1_epi8(0x20);
     while (end - p >= 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);

@@ -174,8 +174,8 @@ void sl_jw_int(sl_jw *w, int64_t v)
 
 static bool round_trips(double v, int prec, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%.*g", prec, v);
-    return strtod(buf, NULL) == v;
+    int n = snprintf(buf, cap, "%.*g", prec, v);
+    return n > 0 && (size_t)n < cap && strtod(buf, NULL) == v;
 }
 
 /*
@@ -186,8 +186,7 @@ static bool round_trips(double v, int prec, char *buf, size_t cap)
 static size_t format_double(double v, char *buf, size_t cap)
 {
     if (v == trunc(v) && fabs(v) < 1e15) { /* integral: "100", not "1e+02" */
-        int n = snprintf(buf, cap, "%s%.0f", (v == 0 && signbit(v)) ? "-" : "", v);
-        return (size_t)n;
+        return (size_t)snprintf(buf, cap, "%.0f", v); /* keeps the sign of -0 */
     }
     int lo = 1, hi = 17;
     while (lo < hi) {
