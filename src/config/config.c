@@ -19,16 +19,34 @@
 
 static void add_error_line(sl_cfg_ctx *ctx, int line, int col, const char *msg)
 {
-    if (++ctx->nerr > SL_CFG_MAX_ERRORS) {
-        if (ctx->nerr == SL_CFG_MAX_ERRORS + 1 && ctx->errors &&
-            sl_buf_appendf(ctx->errors, "%s: too many errors, stopping here\n", ctx->file) == SL_ENOMEM)
-            ctx->oom = true;
-        return;
+    if (ctx->nerr++ >= SL_CFG_MAX_ERRORS) return;
+    sl_cfg_msg *m = &ctx->msgs[ctx->nerr - 1];
+    m->line = line, m->col = col;
+    if (!(m->msg = sl_arena_strndup(ctx->tmp, msg, strlen(msg)))) ctx->oom = true;
+}
+
+/* Writes the kept messages in file order (stable: same position keeps discovery order). */
+static void flush_errors(sl_cfg_ctx *ctx)
+{
+    size_t n = (size_t)SL_MIN(ctx->nerr, SL_CFG_MAX_ERRORS);
+    for (size_t i = 1; i < n; i++) {
+        sl_cfg_msg m = ctx->msgs[i];
+        size_t j = i;
+        for (; j > 0 && (ctx->msgs[j - 1].line > m.line || (ctx->msgs[j - 1].line == m.line && ctx->msgs[j - 1].col > m.col)); j--)
+            ctx->msgs[j] = ctx->msgs[j - 1];
+        ctx->msgs[j] = m;
     }
-    if (!ctx->errors) return;
-    int rc = line > 0 ? sl_buf_appendf(ctx->errors, "%s:%d:%d: %s\n", ctx->file, line, col, msg)
-                      : sl_buf_appendf(ctx->errors, "%s: %s\n", ctx->file, msg);
-    if (rc == SL_ENOMEM) ctx->oom = true;
+    for (size_t i = 0; i < n && ctx->errors; i++) {
+        const sl_cfg_msg *m = &ctx->msgs[i];
+        if (!m->msg) continue;
+        int rc = m->line > 0 ? sl_buf_appendf(ctx->errors, "%s:%d:%d: %s\n", ctx->file, m->line, m->col, m->msg)
+                             : sl_buf_appendf(ctx->errors, "%s: %s\n", ctx->file, m->msg);
+        if (rc == SL_ENOMEM) ctx->oom = true;
+    }
+    if (ctx->nerr > SL_CFG_MAX_ERRORS && ctx->errors &&
+        sl_buf_appendf(ctx->errors, "%s: too many errors (%d), only the first %d shown\n", ctx->file, ctx->nerr,
+                       SL_CFG_MAX_ERRORS) == SL_ENOMEM)
+        ctx->oom = true;
 }
 
 void sl_cfg_error(sl_cfg_ctx *ctx, const sl_ynode *at, const char *fmt, ...)
@@ -317,6 +335,7 @@ int sl_config_load_string(const char *name, const char *yaml, size_t len, sl_con
     sl_ynode *root = NULL;
     int rc = ctx.oom ? SL_ENOMEM : sl_yaml_tree_parse(&tmp, yaml, len, true, &root, tree_error, &ctx);
     if (rc != SL_ENOMEM && (rc == SL_OK || root)) parse_root(&ctx, root);
+    if (!ctx.oom && rc != SL_ENOMEM) flush_errors(&ctx);
     sl_arena_free(&tmp);
 
     if (ctx.oom || rc == SL_ENOMEM) rc = SL_ENOMEM;

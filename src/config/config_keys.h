@@ -74,6 +74,11 @@ extern const size_t sl_config_nsections;
 
 #define SL_CFG_MAX_ERRORS 50
 
+typedef struct sl_cfg_msg {
+    int line, col;
+    char *msg; /* in tmp */
+} sl_cfg_msg;
+
 struct sl_cfg_ctx {
     const char *file;
     sl_config *cfg;
@@ -82,6 +87,7 @@ struct sl_cfg_ctx {
     struct sl_buf *errors;
     int nerr;
     bool oom;
+    sl_cfg_msg msgs[SL_CFG_MAX_ERRORS]; /* kept until the end, then written sorted by position */
     char path[256];        /* key path for messages: "providers[0].timeouts" */
     size_t pathlen;
 };
