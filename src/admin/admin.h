@@ -1,7 +1,7 @@
 /*
  * admin.h: the admin listener (server.admin_listen), served by the main
  * thread's loop so that data-plane load never delays a health check or a
- * scrape: /healthz, /readyz, /metrics, and later /admin/api/*.
+ * scrape: /healthz, /readyz, /metrics, and later the admin API.
  */
 #ifndef SL_ADMIN_H
 #define SL_ADMIN_H

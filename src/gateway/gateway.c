@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "gateway/accesslog.h"
 #include "gateway/metrics.h"
+#include "filters/filter.h"
 
 /* ---------------------------------------------------------------- worker state */
 
@@ -170,6 +171,7 @@ void sl_gw_finish(sl_gw_req *r)
     if (r->hx->aborted && !r->rec.error.n) r->rec.error = SL_STR("client closed the connection");
     r->rec.attempts = r->attempts;
     r->rec.request_id = sl_str_from_cstr(r->request_id);
+    sl_filters_run_done(r);
     sl_accesslog_write(&r->rec);
     sl_metrics_record(w, &r->rec);
     sl_buf_free(&r->up_body);
@@ -400,6 +402,7 @@ void sl_gateway_handle(sl_hx *hx, void *worker)
     r->in_proto = rt->proto;
     r->rec.api = rt->name;
     r->rec.operation = rt->operation;
+    if (sl_filters_run_head(r) != SL_FILTER_NEXT) return;
     if (rt->api == SL_API_MODELS) {
         handle_models(r);
         return;
@@ -408,7 +411,7 @@ void sl_gateway_handle(sl_hx *hx, void *worker)
     if (rt->api == SL_API_CHAT && !validate_chat(r)) return;
     if (rt->api == SL_API_EMBEDDINGS && !validate_embeddings(r)) return;
     r->rec.stream = r->stream;
-    sl_proxy_start(r);
+    sl_filters_run_request(r);
 }
 
 static void on_client_abort(sl_hx *hx, void *arg)

@@ -67,6 +67,7 @@ typedef struct sl_gw_req {
     bool paused;
     uint32_t attempts;
     uint32_t tried_mask;          /* targets already tried (first 32) */
+    uint32_t filter_pos;          /* next filter to run after a wait (filter.c) */
     sl_req_record rec;
     char request_id[40];
 } sl_gw_req;
