@@ -386,6 +386,7 @@ static void rctx_fini(rctx *r)
 }
 
 static bool is_done(void *arg) { return ((rctx *)arg)->dones > 0; }
+static bool server_saw_eof(void *arg) { return ((fx *)arg)->srv.eofs > 0; }
 
 static void start(rctx *r, sl_up_request *req)
 {
@@ -565,6 +566,7 @@ static void test_idle_timeout(void **state)
     assert_int_equal(r.heads, 1);
     assert_int_equal(r.res.status, 200);
     assert_int_equal(r.res.bytes_received, 10);
+    run_until(f, server_saw_eof, f); /* the abandoned connection is closed, not pooled */
     rctx_fini(&r);
 }
 
@@ -690,8 +692,6 @@ static void test_explicit_pause(void **state)
     expect_body(&r, "alphabetagammadelta");
     rctx_fini(&r);
 }
-
-static bool server_saw_eof(void *arg) { return ((fx *)arg)->srv.eofs > 0; }
 
 static void test_cancel_in_data(void **state)
 {
@@ -1109,6 +1109,35 @@ static void test_parallel_while_one_is_slow(void **state)
     rctx_fini(&fast);
 }
 
+/* Every allocation in sl_upstream_start failing in turn: NULL and no callback, or a normal request. */
+static void test_start_alloc_failures(void **state)
+{
+    fx *f = *state;
+    static const script sc[] = {{{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}}}};
+    f->srv.scripts = sc, f->srv.nscripts = 1;
+    sl_http_header hs[] = {{SL_STR("X-A"), SL_STR("1")}, {SL_STR("X-B"), SL_STR("")}};
+    int nulls = 0;
+    for (long n = 1; n <= 12; n++) {
+        rctx r;
+        rctx_init(&r, f);
+        sl_up_request req = {.method = "GET", .url = f->url, .headers = hs, .nheaders = 2};
+        sl_alloc_fail_after(n);
+        r.q = sl_upstream_start(f->u, &req, &CBS, &r);
+        sl_alloc_fail_after(0);
+        if (!r.q) {
+            nulls++;
+        } else {
+            run_until(f, is_done, &r);
+            assert_int_equal(r.dones, 1);
+            assert_int_equal(r.res.error, SL_UP_OK);
+        }
+        for (int i = 0; i < 3; i++) uv_run(&f->loop, UV_RUN_NOWAIT); /* let closed handles go */
+        assert_int_equal(r.dones, r.q ? 1 : 0);
+        rctx_fini(&r);
+    }
+    assert_true(nulls > 0);
+}
+
 int main(void)
 {
     sl_upstream_global_init();
@@ -1142,6 +1171,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_header_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_methods, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_while_one_is_slow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_alloc_failures, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     sl_upstream_global_cleanup();
