@@ -177,6 +177,8 @@ void sl_gw_finish(sl_gw_req *r)
     sl_buf_free(&r->up_body);
     sl_buf_free(&r->resp);
     sl_sse_free(&r->sse);
+    sl_xlat_stream_free(r->xs);
+    r->xs = NULL;
     sl_config_release(r->cfg);
     atomic_fetch_sub(&w->inflight, 1);
     sl_hx_finish(r->hx);
