@@ -105,6 +105,7 @@ static void parse_uint(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n, uin
     bool negative = v.n > 1 && v.p[0] == '-' && v.p[1] >= '0' && v.p[1] <= '9';
     uint64_t x = 0;
     int rc = negative ? SL_ELIMIT : sl_str_to_u64(v, UINT64_MAX, &x);
+    if (rc == SL_EINVAL && v.n > 20 && strspn(v.p, "0123456789") == v.n) rc = SL_ELIMIT; /* too many digits */
     if (rc == SL_EINVAL) {
         sl_cfg_error(ctx, n, "%s: expected a number", ctx->path);
     } else if (rc || x < k->min || x > k->max) {
@@ -192,6 +193,7 @@ static void parse_strmap(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n, v
             sl_cfg_error(ctx, v, "%s.%s: expected a string", ctx->path, v->key->val.p);
             continue;
         }
+        if (v->val.n == 0) continue; /* "${UNSET}" expands to nothing: the entry is left out */
         sl_kv *e = &(*kv)[*count];
         if (!(e->key = sl_cfg_strdup(ctx, v->key->val)) || !(e->value = sl_cfg_strdup(ctx, v->val))) return;
         (*count)++;

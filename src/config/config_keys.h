@@ -30,7 +30,7 @@ typedef enum {
     SL_CK_BOOL,       /* bool */
     SL_CK_ENUM,       /* int: index into enums[] */
     SL_CK_STRLIST,    /* char ** at offset, size_t count at count_offset; empty items dropped */
-    SL_CK_STRMAP,     /* sl_kv * at offset, size_t count at count_offset */
+    SL_CK_STRMAP,     /* sl_kv * at offset, size_t count at count_offset; empty values dropped */
     SL_CK_SECTION,    /* nested table sub, struct at offset */
     SL_CK_CUSTOM,     /* parse() does it; type_doc names the type in the docs */
 } sl_ckey_type;
