@@ -337,7 +337,7 @@ static const sl_csection timeouts_section = {"providers[].timeouts", ARR(timeout
 static const sl_ckey provider_keys[] = {
     {.name = "name", .type = SL_CK_STRING, .offset = OFF(sl_provider_cfg, name), .required = true,
      .doc = "Unique name (letters, digits, - _ .), used by models[].targets[].provider and in metrics."},
-    {.name = "type", .type = SL_CK_CUSTOM, .parse = parse_provider_type, .required = true, .type_doc = "enum",
+    {.name = "type", .type = SL_CK_CUSTOM, .parse = parse_provider_type, .required = true, .type_doc = "provider type",
      .doc = "Provider type (table below); decides wire protocol, auth header and default base_url."},
     {.name = "base_url", .type = SL_CK_CUSTOM, .parse = parse_base_url, .type_doc = "URL",
      .doc = "API root, trailing '/' removed; defaults per type; required for azure and openai-compatible."},
@@ -388,7 +388,7 @@ static const sl_ckey model_keys[] = {
     {.name = "targets", .type = SL_CK_CUSTOM, .parse = parse_targets, .required = true, .max_items = 256,
      .type_doc = "list of target", .doc = "Where requests for this name may go (at least one), below."},
     {.name = "balance", .type = SL_CK_ENUM, .offset = OFF(sl_model_cfg, balance), .enums = balance_names,
-     .def = "weighted", .doc = "weighted | least_request | latency | prefix_cache | metrics."},
+     .def = "weighted", .doc = "Balancer over the targets: weighted, least_request, latency, prefix_cache or metrics."},
     {.name = "retry", .type = SL_CK_SECTION, .offset = OFF(sl_model_cfg, retry), .sub = &retry_section,
      .doc = "Retries over the targets, below."},
     {.name = "fallbacks", .type = SL_CK_STRLIST, .offset = OFF(sl_model_cfg, fallbacks),

@@ -498,6 +498,26 @@ static void test_docs_cover_every_key(void **state)
     }
 }
 
+/* The example at the end of docs/configuration.md loads. */
+static void test_docs_example_loads(void **state)
+{
+    const char *doc = read_all("docs/configuration.md");
+    assert_non_null(doc);
+    const char *start = strstr(doc, "```yaml\n");
+    assert_non_null(start);
+    start += 8;
+    const char *end = strstr(start, "```");
+    assert_non_null(end);
+    sl_config *c = NULL;
+    sl_buf e;
+    sl_buf_init(&e, 0);
+    int rc = sl_config_load_string("docs", start, (size_t)(end - start), &c, &e);
+    if (rc) fprintf(stderr, "%s", e.p);
+    assert_int_equal(rc, SL_OK);
+    sl_config_release(c);
+    sl_buf_free(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -521,6 +541,7 @@ int main(void)
         cmocka_unit_test(test_refcount),
         cmocka_unit_test(test_alloc_failure),
         cmocka_unit_test(test_docs_cover_every_key),
+        cmocka_unit_test(test_docs_example_loads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
