@@ -473,8 +473,9 @@ static void test_docs_cover_every_key(void **state)
         char heading[128];
         snprintf(heading, sizeof heading, "### `%s`", sec->path);
         const char *start = strstr(doc, heading);
-        if (!start) fail_msg("docs/configuration.md: no heading %s", heading);
-        const char *end = strstr(start + 1, "\n### ");
+        if (!start) fprintf(stderr, "docs/configuration.md: no heading %s\n", heading);
+        assert_non_null(start);
+        const char *end = strstr(start + strlen(heading), "\n### ");
         if (!end) end = start + strlen(start);
         for (size_t i = 0; i < sec->nkeys; i++) {
             const sl_ckey *k = &sec->keys[i];
