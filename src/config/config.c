@@ -98,14 +98,21 @@ static bool want_scalar(sl_cfg_ctx *ctx, const sl_ynode *n, const char *what)
     return false;
 }
 
+int sl_cfg_number(sl_str v, uint64_t *out)
+{
+    *out = 0;
+    bool negative = v.n > 1 && v.p[0] == '-' && v.p[1] >= '0' && v.p[1] <= '9';
+    if (negative) return SL_ELIMIT;
+    int rc = sl_str_to_u64(v, UINT64_MAX, out);
+    if (rc == SL_EINVAL && v.n > 20 && strspn(v.p, "0123456789") == v.n) rc = SL_ELIMIT; /* too many digits */
+    return rc;
+}
+
 static void parse_uint(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n, uint64_t *out)
 {
     if (!want_scalar(ctx, n, "a number")) return;
-    sl_str v = n->val;
-    bool negative = v.n > 1 && v.p[0] == '-' && v.p[1] >= '0' && v.p[1] <= '9';
     uint64_t x = 0;
-    int rc = negative ? SL_ELIMIT : sl_str_to_u64(v, UINT64_MAX, &x);
-    if (rc == SL_EINVAL && v.n > 20 && strspn(v.p, "0123456789") == v.n) rc = SL_ELIMIT; /* too many digits */
+    int rc = sl_cfg_number(n->val, &x);
     if (rc == SL_EINVAL) {
         sl_cfg_error(ctx, n, "%s: expected a number", ctx->path);
     } else if (rc || x < k->min || x > k->max) {

@@ -103,6 +103,9 @@ const char *sl_cfg_where(const sl_cfg_ctx *ctx);
 char *sl_cfg_strdup(sl_cfg_ctx *ctx, sl_str s);
 void *sl_cfg_calloc(sl_cfg_ctx *ctx, size_t count, size_t size);
 
+/* A decimal number: SL_EINVAL when not one, SL_ELIMIT when negative or over UINT64_MAX. */
+int sl_cfg_number(sl_str v, uint64_t *out);
+
 /* Walks map (NULL = absent) with sec: unknown keys, types, bounds, defaults. */
 void sl_cfg_parse_section(sl_cfg_ctx *ctx, const sl_csection *sec, const sl_ynode *map, void *base);
 /* Parses one value with key k, or its default when node is NULL or null. */

@@ -233,6 +233,8 @@ static void test_type_and_bound_errors(void **state)
                   "t.yaml:4:62: models[0].retry.attempts: must be between 1 and 10\n"
                   "t.yaml:4:71: models[0].retry.on: must be between 400 and 599\n"
                   "t.yaml:4:76: models[0].retry.on: expected an HTTP status (400-599), timeout or connect\n");
+    expect_errors(MOCK_PROVIDER "models:\n  - {name: m, targets: [{provider: mock}], retry: {on: 99999999999999999999999}}\n",
+                  "t.yaml:4:56: models[0].retry.on: must be between 400 and 599\n");
 }
 
 static void test_provider_errors(void **state)
