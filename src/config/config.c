@@ -333,6 +333,7 @@ static void parse_root(sl_cfg_ctx *ctx, const sl_ynode *root)
 int sl_config_load_string(const char *name, const char *yaml, size_t len, sl_config **out, struct sl_buf *errors)
 {
     *out = NULL;
+    if (!yaml) yaml = "", len = 0;
     sl_config *cfg = sl_calloc(1, sizeof *cfg);
     if (!cfg) return SL_ENOMEM;
     sl_arena_init(&cfg->arena, 4096, 0);

@@ -446,6 +446,31 @@ static void test_alloc_failure(void **state)
         sl_buf_free(&e);
     }
     assert_true(ok_seen);
+
+    /* A big file makes both arenas grow many times: a failure at each growth. */
+    sl_buf big;
+    sl_buf_init(&big, 0);
+    sl_buf_append_cstr(&big, "providers:\n");
+    for (int i = 0; i < 200; i++) sl_buf_appendf(&big, "  - {name: p%d, type: openai, api_keys: [k%d]}\n", i, i);
+    sl_buf_append_cstr(&big, "models:\n");
+    for (int i = 0; i < 500; i++)
+        sl_buf_appendf(&big, "  - {name: m%d, targets: [{provider: p%d}], fallbacks: [m%d]}\n", i, i % 200, (i + 1) % 500 ? i + 1 : 0);
+    long failures = 0;
+    for (long n = 1; n < 100000; n++) {
+        sl_config *c = NULL;
+        sl_buf e;
+        sl_buf_init(&e, 0);
+        sl_alloc_fail_after(n);
+        int rc = sl_config_load_string("big.yaml", big.p, big.len, &c, &e);
+        sl_alloc_fail_after(0);
+        sl_buf_free(&e);
+        if (rc == SL_EPARSE) break; /* the fallback chain closes a loop: reported once memory suffices */
+        assert_int_equal(rc, SL_ENOMEM);
+        assert_null(c);
+        failures++;
+    }
+    assert_true(failures > 10);
+    sl_buf_free(&big);
 }
 
 /* ---- the key tables agree with docs/configuration.md --------------------- */
