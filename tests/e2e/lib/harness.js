@@ -38,7 +38,7 @@ const READY_TIMEOUT_MS = 10_000;
 const POLL_MS = 20;
 const START_ATTEMPTS = 5;
 const SANITIZER_RE = /ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer/;
-const ADDR_IN_USE_RE = /address already in use|EADDRINUSE|in use|cannot bind|bind/i;
+const ADDR_IN_USE_RE = /address already in use|EADDRINUSE|in use|bind|cannot listen/i; // sluice-mock: "cannot listen on H:P: ..."
 
 const live = new Set(); // processes started by this file and not yet reaped
 const started = []; // every process, for the sanitizer check and logs
