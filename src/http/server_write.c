@@ -235,6 +235,7 @@ void sl_hx_finish(sl_hx *hx)
             sl_hx_respond(hx, 500, none, 0, NULL, 0);
         } else if (hx->chunked_out) {
             sl_conn_write_raw(c, "0\r\n\r\n", 5);
+            sl_conn_flush(c);
         } else if (hx->out_remaining > 0) {
             hx->close_after = true; /* announced more than was written: the framing is broken, close */
         }
