@@ -49,8 +49,8 @@ typedef struct sl_json_doc {
 } sl_json_doc;
 
 typedef struct sl_json_limits {
-    uint32_t max_depth;  /* default 64 */
-    uint32_t max_tokens; /* default: len/2 + 16 */
+    uint32_t max_depth;  /* default 64 (also when 0 or lim is NULL) */
+    uint32_t max_tokens; /* default: len/2 + 16 (also when 0) */
 } sl_json_limits;
 
 /* Object members are stored as key token (a STRING) followed by the value's subtree. */
@@ -69,8 +69,11 @@ static inline sl_str sl_json_raw(const sl_json_doc *d, int t) /* the value's exa
 {
     return (sl_str){d->src + d->toks[t].start, d->toks[t].end - d->toks[t].start};
 }
+/* Value token or -1. With duplicate keys the LAST one wins (as in Python, Go, JS parsers). */
 int sl_json_obj_get(const sl_json_doc *d, int obj, const char *key);        /* value token or -1 */
 int sl_json_obj_get_str(const sl_json_doc *d, int obj, sl_str key);
+/* How many members of obj are named key (after unescaping): >1 means an ambiguous body. */
+int sl_json_obj_key_count(const sl_json_doc *d, int obj, const char *key);
 int sl_json_arr_get(const sl_json_doc *d, int arr, uint32_t i);             /* element token or -1 */
 /* Iteration: first child (array element, or object KEY) and the next sibling. -1 at end. */
 int sl_json_first(const sl_json_doc *d, int container);
@@ -80,7 +83,10 @@ static inline int sl_json_member_value(int key) { return key + 1; }
 sl_str sl_json_str_raw(const sl_json_doc *d, int t);
 /* True if token t is a string equal (after unescaping) to lit. */
 bool sl_json_str_eq(const sl_json_doc *d, int t, const char *lit);
-/* Decodes a string token into the arena (NUL-terminated); zero-copy when it has no escapes. */
+/*
+ * Decodes a string token into the arena (NUL-terminated); zero-copy when it
+ * has no escapes: then *out is a slice of the source and is NOT NUL-terminated.
+ */
 int sl_json_str(const sl_json_doc *d, int t, sl_arena *a, sl_str *out);
 int sl_json_int(const sl_json_doc *d, int t, int64_t *out);     /* SL_EINVAL if not an integer in range */
 int sl_json_double(const sl_json_doc *d, int t, double *out);

@@ -1,0 +1,114 @@
+/* accesslog.c: see accesslog.h. */
+#include "gateway/accesslog.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "json/json.h"
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static int log_fd = 1;
+static char *log_path;
+static bool log_off;
+
+static int open_path(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) sl_error("cannot open access log %s", path);
+    return fd;
+}
+
+int sl_accesslog_open(const char *path)
+{
+    log_off = path && strcmp(path, "off") == 0;
+    if (!path || log_off) return SL_OK;
+    int fd = open_path(path);
+    if (fd < 0) return SL_EIO;
+    log_path = sl_strdup(path);
+    log_fd = fd;
+    return SL_OK;
+}
+
+int sl_accesslog_reopen(void)
+{
+    if (!log_path) return SL_OK;
+    int fd = open_path(log_path);
+    if (fd < 0) return SL_EIO;
+    pthread_mutex_lock(&log_mu);
+    int old = log_fd;
+    log_fd = fd;
+    pthread_mutex_unlock(&log_mu);
+    close(old);
+    sl_info("access log reopened");
+    return SL_OK;
+}
+
+void sl_accesslog_close(void)
+{
+    if (log_path) {
+        close(log_fd);
+        sl_free(log_path);
+        log_path = NULL;
+        log_fd = 1;
+    }
+}
+
+static void key_str(sl_jw *w, const char *k, sl_str v)
+{
+    sl_jw_key(w, k);
+    if (v.p) sl_jw_str(w, v);
+    else sl_jw_null(w);
+}
+
+static void key_ms(sl_jw *w, const char *k, uint64_t from, uint64_t to)
+{
+    sl_jw_key(w, k);
+    if (to && to >= from) sl_jw_double(w, (double)((to - from) / 1000) / 1000.0);
+    else sl_jw_null(w);
+}
+
+void sl_accesslog_write(const sl_req_record *r)
+{
+    if (log_off) return;
+    char ts[40];
+    sl_log_timestamp(ts, sizeof ts);
+    sl_buf b;
+    sl_buf_init(&b, 1 << 20);
+    sl_jw w;
+    sl_jw_init(&w, &b);
+    sl_jw_obj_begin(&w);
+    sl_jw_key(&w, "ts"), sl_jw_cstr(&w, ts);
+    key_str(&w, "request_id", r->request_id);
+    key_str(&w, "consumer", r->consumer);
+    key_str(&w, "api", sl_str_from_cstr(r->api));
+    key_str(&w, "model", r->model);
+    key_str(&w, "provider", r->provider);
+    key_str(&w, "upstream_model", r->upstream_model);
+    sl_jw_key(&w, "status"), sl_jw_int(&w, r->status);
+    sl_jw_key(&w, "stream"), sl_jw_bool(&w, r->stream);
+    sl_jw_key(&w, "input_tokens"), sl_jw_int(&w, r->usage.input_tokens);
+    sl_jw_key(&w, "output_tokens"), sl_jw_int(&w, r->usage.output_tokens);
+    sl_jw_key(&w, "cached_tokens"), sl_jw_int(&w, r->usage.cached_tokens);
+    sl_jw_key(&w, "cost_usd"), sl_jw_double(&w, r->cost_usd);
+    key_ms(&w, "ttft_ms", r->start_ns, r->first_byte_ns);
+    key_ms(&w, "duration_ms", r->start_ns, r->end_ns);
+    sl_jw_key(&w, "attempts"), sl_jw_int(&w, r->attempts);
+    key_str(&w, "cache", sl_str_from_cstr(r->cache));
+    key_str(&w, "error", r->error.n ? r->error : SL_STR_NULL);
+    sl_jw_obj_end(&w);
+    sl_buf_append(&b, "\n", 1);
+    if (w.err == SL_OK && b.len) {
+        pthread_mutex_lock(&log_mu);
+        ssize_t off = 0;
+        while ((size_t)off < b.len) {
+            ssize_t n = write(log_fd, b.p + off, b.len - (size_t)off);
+            if (n <= 0) break;
+            off += n;
+        }
+        pthread_mutex_unlock(&log_mu);
+    }
+    sl_buf_free(&b);
+}

@@ -1,0 +1,427 @@
+/*
+ * gateway.c: the data plane's front: routing, request validation, model
+ * resolution, target choice, errors in the caller's protocol, and the end of
+ * every request (record, access log, metrics). The upstream part is proxy.c.
+ */
+#include "gateway/gateway.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "core/log.h"
+#include "gateway/accesslog.h"
+#include "gateway/metrics.h"
+#include "filters/filter.h"
+
+/* ---------------------------------------------------------------- worker state */
+
+int sl_gateway_worker_init(sl_worker *w)
+{
+    sl_gw_worker *gw = sl_calloc(1, sizeof(*gw));
+    if (!gw) return SL_ENOMEM;
+    gw->w = w;
+    gw->rng = uv_hrtime() ^ ((uint64_t)(uintptr_t)w << 17) ^ 0x9e3779b97f4a7c15ull;
+    w->gw = gw;
+    sl_gateway_config_changed(w);
+    return SL_OK;
+}
+
+void sl_gateway_worker_free(sl_worker *w)
+{
+    sl_gw_worker *gw = w->gw;
+    if (!gw) return;
+    sl_free(gw->wrr_current);
+    sl_free(gw->key_cursor);
+    sl_free(gw);
+    w->gw = NULL;
+}
+
+/* Balancer and key-rotation state is sized per snapshot; a new snapshot starts fresh. */
+void sl_gateway_config_changed(sl_worker *w)
+{
+    sl_gw_worker *gw = w->gw;
+    if (!gw || gw->state_for == w->config) return;
+    size_t nt = 0;
+    for (size_t i = 0; i < w->config->nmodels; i++) nt += w->config->models[i].ntargets;
+    int64_t *wrr = sl_calloc(nt ? nt : 1, sizeof(int64_t));
+    uint32_t *kc = sl_calloc(w->config->nproviders ? w->config->nproviders : 1, sizeof(uint32_t));
+    if (!wrr || !kc) {
+        sl_free(wrr);
+        sl_free(kc);
+        return; /* keep the old arrays; lookups are bounds-checked */
+    }
+    sl_free(gw->wrr_current);
+    sl_free(gw->key_cursor);
+    gw->wrr_current = wrr;
+    gw->nwrr = nt;
+    gw->key_cursor = kc;
+    gw->nkeys = w->config->nproviders;
+    gw->state_for = w->config;
+}
+
+static uint64_t gw_rand(sl_gw_worker *gw)
+{
+    uint64_t x = gw->rng; /* xorshift64* */
+    x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+    gw->rng = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+/* ---------------------------------------------------------------- errors */
+
+static const char *gemini_status_name(int status)
+{
+    switch (status) {
+    case 400: case 413: return "INVALID_ARGUMENT";
+    case 401: return "UNAUTHENTICATED";
+    case 403: return "PERMISSION_DENIED";
+    case 404: return "NOT_FOUND";
+    case 429: return "RESOURCE_EXHAUSTED";
+    case 503: return "UNAVAILABLE";
+    case 504: return "DEADLINE_EXCEEDED";
+    default: return "INTERNAL";
+    }
+}
+
+static const char *anthropic_error_type(int status, const char *type)
+{
+    switch (status) {
+    case 400: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_error";
+    case 503: case 529: return "overloaded_error";
+    default: return strcmp(type, "invalid_request_error") == 0 ? type : "api_error";
+    }
+}
+
+/* Builds an error body in protocol p (SPEC §3). */
+void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code, const char *msg, sl_buf *out);
+void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code, const char *msg, sl_buf *out)
+{
+    sl_jw w;
+    sl_jw_init(&w, out);
+    sl_jw_obj_begin(&w);
+    if (p == SL_PROTO_ANTHROPIC) {
+        sl_jw_key(&w, "type"), sl_jw_cstr(&w, "error");
+        sl_jw_key(&w, "error"), sl_jw_obj_begin(&w);
+        sl_jw_key(&w, "type"), sl_jw_cstr(&w, anthropic_error_type(status, type));
+        sl_jw_key(&w, "message"), sl_jw_cstr(&w, msg);
+        sl_jw_obj_end(&w);
+    } else if (p == SL_PROTO_GEMINI) {
+        sl_jw_key(&w, "error"), sl_jw_obj_begin(&w);
+        sl_jw_key(&w, "code"), sl_jw_int(&w, status);
+        sl_jw_key(&w, "message"), sl_jw_cstr(&w, msg);
+        sl_jw_key(&w, "status"), sl_jw_cstr(&w, gemini_status_name(status));
+        sl_jw_obj_end(&w);
+    } else {
+        sl_jw_key(&w, "error"), sl_jw_obj_begin(&w);
+        sl_jw_key(&w, "message"), sl_jw_cstr(&w, msg);
+        sl_jw_key(&w, "type"), sl_jw_cstr(&w, type);
+        sl_jw_key(&w, "param"), sl_jw_null(&w);
+        sl_jw_key(&w, "code");
+        if (code) sl_jw_cstr(&w, code);
+        else sl_jw_null(&w);
+        sl_jw_obj_end(&w);
+    }
+    sl_jw_obj_end(&w);
+}
+
+void sl_gw_common_headers(sl_gw_req *r, sl_http_header *h, size_t *n, size_t cap)
+{
+    if (*n < cap) h[(*n)++] = (sl_http_header){SL_STR("x-request-id"), sl_str_from_cstr(r->request_id)};
+    if (r->rec.provider.n && *n < cap) h[(*n)++] = (sl_http_header){SL_STR("x-sluice-provider"), r->rec.provider};
+    if (r->rec.upstream_model.n && *n < cap) h[(*n)++] = (sl_http_header){SL_STR("x-sluice-model"), r->rec.upstream_model};
+    if (r->attempts && *n < cap) {
+        char *a = sl_arena_printf(&r->hx->arena, "%u", r->attempts);
+        if (a) h[(*n)++] = (sl_http_header){SL_STR("x-sluice-attempts"), sl_str_from_cstr(a)};
+    }
+}
+
+void sl_gw_error(sl_gw_req *r, int status, const char *type, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->rec.status = status;
+    r->rec.error = sl_arena_str(&r->hx->arena, sl_str_from_cstr(msg));
+    sl_buf body;
+    sl_buf_init(&body, 0);
+    sl_gw_error_body(r->in_proto, status, type, code, msg, &body);
+    sl_http_header h[8] = {{SL_STR("content-type"), SL_STR("application/json")}};
+    size_t n = 1;
+    sl_gw_common_headers(r, h, &n, 7);
+    if (status == 429 || status == 503) h[n++] = (sl_http_header){SL_STR("retry-after"), SL_STR("1")};
+    sl_hx_respond(r->hx, status, h, n, body.p, body.len);
+    sl_buf_free(&body);
+    sl_gw_finish(r);
+}
+
+/* ---------------------------------------------------------------- end of a request */
+
+void sl_gw_finish(sl_gw_req *r)
+{
+    sl_worker *w = r->gw->w;
+    r->rec.end_ns = uv_hrtime();
+    if (!r->rec.status) r->rec.status = r->hx->status ? r->hx->status : 499;
+    if (r->hx->aborted && !r->rec.error.n) r->rec.error = SL_STR("client closed the connection");
+    r->rec.attempts = r->attempts;
+    r->rec.request_id = sl_str_from_cstr(r->request_id);
+    sl_filters_run_done(r);
+    sl_accesslog_write(&r->rec);
+    sl_metrics_record(w, &r->rec);
+    sl_buf_free(&r->up_body);
+    sl_buf_free(&r->resp);
+    sl_sse_free(&r->sse);
+    sl_config_release(r->cfg);
+    atomic_fetch_sub(&w->inflight, 1);
+    sl_hx_finish(r->hx);
+}
+
+/* ---------------------------------------------------------------- routing */
+
+static void make_request_id(sl_gw_req *r)
+{
+    const sl_http_header *h = sl_http_find_header(&r->hx->req, "x-request-id");
+    if (h && h->value.n > 0 && h->value.n < sizeof r->request_id) {
+        bool ok = true;
+        for (size_t i = 0; i < h->value.n; i++) {
+            unsigned char c = (unsigned char)h->value.p[i];
+            if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\') ok = false;
+        }
+        if (ok) {
+            memcpy(r->request_id, h->value.p, h->value.n);
+            r->request_id[h->value.n] = '\0';
+            return;
+        }
+    }
+    uint64_t a = gw_rand(r->gw), b = gw_rand(r->gw);
+    snprintf(r->request_id, sizeof r->request_id, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+}
+
+typedef struct route {
+    const char *method, *path;
+    sl_api api;
+    sl_proto proto;
+    const char *name, *operation;
+} route;
+
+static const route routes[] = {
+    {"POST", "/v1/chat/completions", SL_API_CHAT, SL_PROTO_OPENAI, "chat.completions", "chat"},
+    {"POST", "/v1/embeddings", SL_API_EMBEDDINGS, SL_PROTO_OPENAI, "embeddings", "embeddings"},
+    {"GET", "/v1/models", SL_API_MODELS, SL_PROTO_OPENAI, "models", "models"},
+};
+
+static const route *find_route(sl_str method, sl_str path, bool *path_known)
+{
+    *path_known = false;
+    for (size_t i = 0; i < SL_ARRAY_LEN(routes); i++) {
+        if (!sl_str_eq_lit(path, routes[i].path)) continue;
+        *path_known = true;
+        if (sl_str_eq_lit(method, routes[i].method)) return &routes[i];
+    }
+    return NULL;
+}
+
+static void on_client_abort(sl_hx *hx, void *arg);
+
+static void handle_models(sl_gw_req *r)
+{
+    sl_buf out;
+    sl_buf_init(&out, 0);
+    sl_jw w;
+    sl_jw_init(&w, &out);
+    sl_jw_obj_begin(&w);
+    sl_jw_key(&w, "object"), sl_jw_cstr(&w, "list");
+    sl_jw_key(&w, "data"), sl_jw_arr_begin(&w);
+    for (size_t i = 0; i < r->cfg->nmodels; i++) {
+        const sl_model_cfg *m = &r->cfg->models[i];
+        if (m->is_glob) continue; /* a pattern is not a model a client can list */
+        sl_jw_obj_begin(&w);
+        sl_jw_key(&w, "id"), sl_jw_cstr(&w, m->name);
+        sl_jw_key(&w, "object"), sl_jw_cstr(&w, "model");
+        sl_jw_key(&w, "created"), sl_jw_int(&w, 0);
+        sl_jw_key(&w, "owned_by"), sl_jw_cstr(&w, m->ntargets ? m->targets[0].provider->name : "sluice");
+        sl_jw_obj_end(&w);
+    }
+    sl_jw_arr_end(&w);
+    sl_jw_obj_end(&w);
+    sl_http_header h[4] = {{SL_STR("content-type"), SL_STR("application/json")}};
+    size_t n = 1;
+    sl_gw_common_headers(r, h, &n, 4);
+    r->rec.status = 200;
+    sl_hx_respond(r->hx, 200, h, n, out.p, out.len);
+    sl_buf_free(&out);
+    sl_gw_finish(r);
+}
+
+/* Smooth weighted round-robin (nginx's): deterministic, spreads heavy weights evenly. */
+static uint32_t pick_weighted(sl_gw_req *r, const sl_model_cfg *m)
+{
+    sl_gw_worker *gw = r->gw;
+    size_t base = 0;
+    for (size_t i = 0; i < m->index && i < r->cfg->nmodels; i++) base += r->cfg->models[i].ntargets;
+    if (gw->state_for != r->cfg || base + m->ntargets > gw->nwrr) return (uint32_t)(gw_rand(gw) % m->ntargets);
+    int64_t *cur = gw->wrr_current + base, total = 0;
+    uint32_t best = UINT32_MAX;
+    for (uint32_t i = 0; i < m->ntargets; i++) {
+        if (i < 32 && (r->tried_mask & (1u << i))) continue;
+        cur[i] += (int64_t)m->targets[i].weight;
+        total += (int64_t)m->targets[i].weight;
+        if (best == UINT32_MAX || cur[i] > cur[best]) best = i;
+    }
+    if (best == UINT32_MAX) return (uint32_t)(gw_rand(gw) % m->ntargets); /* all tried: any */
+    cur[best] -= total;
+    return best;
+}
+
+/* Chooses the target for the next attempt. */
+void sl_gw_pick_target(sl_gw_req *r);
+void sl_gw_pick_target(sl_gw_req *r)
+{
+    const sl_model_cfg *m = r->mcfg;
+    uint32_t i = m->ntargets == 1 ? 0 : pick_weighted(r, m);
+    r->target_index = i;
+    r->target = &m->targets[i];
+    if (i < 32) r->tried_mask |= 1u << i;
+    r->upstream_model = r->target->model ? sl_str_from_cstr(r->target->model) : r->model;
+    r->rec.provider = sl_str_from_cstr(r->target->provider->name);
+    r->rec.provider_type = sl_str_from_cstr(r->target->provider->type);
+    r->rec.upstream_model = r->upstream_model;
+}
+
+/* Next API key of a provider, rotated per worker. NULL when it has none. */
+const char *sl_gw_next_key(sl_gw_req *r, const sl_provider_cfg *p);
+const char *sl_gw_next_key(sl_gw_req *r, const sl_provider_cfg *p)
+{
+    if (p->napi_keys == 0) return NULL;
+    sl_gw_worker *gw = r->gw;
+    if (gw->state_for != r->cfg || p->index >= gw->nkeys) return p->api_keys[0];
+    return p->api_keys[gw->key_cursor[p->index]++ % p->napi_keys];
+}
+
+static bool parse_body(sl_gw_req *r)
+{
+    size_t err_off = 0;
+    sl_json_limits lim = {.max_depth = 128, .max_tokens = 0};
+    int rc = sl_json_parse(&r->doc, r->hx->body.p, r->hx->body.n, &r->hx->arena, &lim, &err_off);
+    if (rc == SL_ENOMEM) {
+        sl_gw_error(r, 503, "service_unavailable", NULL, "out of memory");
+        return false;
+    }
+    if (rc != SL_OK) {
+        sl_gw_error(r, 400, "invalid_request_error", NULL, "request body is not valid JSON (at byte %zu)", err_off);
+        return false;
+    }
+    if (sl_json_type_of(&r->doc, 0) != SL_JSON_OBJECT) {
+        sl_gw_error(r, 400, "invalid_request_error", NULL, "request body must be a JSON object");
+        return false;
+    }
+    return true;
+}
+
+static bool resolve_model(sl_gw_req *r)
+{
+    r->model_tok = sl_json_obj_get(&r->doc, 0, "model");
+    if (r->model_tok < 0 || sl_json_type_of(&r->doc, r->model_tok) != SL_JSON_STRING ||
+        sl_json_str(&r->doc, r->model_tok, &r->hx->arena, &r->model) != SL_OK || r->model.n == 0) {
+        sl_gw_error(r, 400, "invalid_request_error", NULL, "you must provide a model parameter");
+        return false;
+    }
+    r->rec.model = r->model;
+    r->mcfg = sl_config_find_model(r->cfg, r->model);
+    if (!r->mcfg) {
+        sl_gw_error(r, 404, "invalid_request_error", "model_not_found", "The model '%.*s' does not exist",
+                    (int)SL_MIN(r->model.n, 200), r->model.p);
+        return false;
+    }
+    return true;
+}
+
+static bool validate_chat(sl_gw_req *r)
+{
+    int msgs = sl_json_obj_get(&r->doc, 0, "messages");
+    if (msgs < 0 || sl_json_type_of(&r->doc, msgs) != SL_JSON_ARRAY) {
+        sl_gw_error(r, 400, "invalid_request_error", NULL, "'messages' is a required property and must be an array");
+        return false;
+    }
+    r->stream = sl_json_bool(&r->doc, sl_json_obj_get(&r->doc, 0, "stream"), false);
+    int so = sl_json_obj_get(&r->doc, 0, "stream_options");
+    if (so >= 0 && sl_json_type_of(&r->doc, so) == SL_JSON_OBJECT)
+        r->caller_wants_usage = sl_json_bool(&r->doc, sl_json_obj_get(&r->doc, so, "include_usage"), false);
+    return true;
+}
+
+static bool validate_embeddings(sl_gw_req *r)
+{
+    int in = sl_json_obj_get(&r->doc, 0, "input");
+    if (in < 0) {
+        sl_gw_error(r, 400, "invalid_request_error", NULL, "'input' is a required property");
+        return false;
+    }
+    return true;
+}
+
+void sl_gateway_handle(sl_hx *hx, void *worker)
+{
+    sl_worker *w = worker;
+    sl_gw_req *r = sl_arena_calloc(&hx->arena, sizeof(*r));
+    if (!r) {
+        static const sl_http_header none[1];
+        sl_hx_respond(hx, 503, none, 0, NULL, 0);
+        sl_hx_finish(hx);
+        return;
+    }
+    r->hx = hx;
+    r->gw = w->gw;
+    r->cfg = sl_config_retain(w->config);
+    r->in_proto = SL_PROTO_OPENAI;
+    r->rec.start_ns = hx->start_ns;
+    r->rec.consumer = SL_STR("anonymous");
+    sl_buf_init(&r->up_body, 0);
+    sl_buf_init(&r->resp, 64u << 20);
+    sl_sse_init(&r->sse, 8u << 20);
+    atomic_fetch_add(&w->inflight, 1);
+    make_request_id(r);
+    sl_hx_on_abort(hx, on_client_abort, r);
+
+    bool known = false;
+    const route *rt = find_route(hx->req.method, hx->req.path, &known);
+    if (!rt) {
+        r->rec.api = "unknown";
+        if (known) sl_gw_error(r, 405, "invalid_request_error", NULL, "method %.*s not allowed here", SL_STR_FMT(hx->req.method));
+        else sl_gw_error(r, 404, "invalid_request_error", "unknown_url", "Unknown request URL: %.*s %.*s",
+                         SL_STR_FMT(hx->req.method), (int)SL_MIN(hx->req.path.n, 200), hx->req.path.p);
+        return;
+    }
+    r->api = rt->api;
+    r->in_proto = rt->proto;
+    r->rec.api = rt->name;
+    r->rec.operation = rt->operation;
+    if (sl_filters_run_head(r) != SL_FILTER_NEXT) return;
+    if (rt->api == SL_API_MODELS) {
+        handle_models(r);
+        return;
+    }
+    if (!parse_body(r) || !resolve_model(r)) return;
+    if (rt->api == SL_API_CHAT && !validate_chat(r)) return;
+    if (rt->api == SL_API_EMBEDDINGS && !validate_embeddings(r)) return;
+    r->rec.stream = r->stream;
+    sl_filters_run_request(r);
+}
+
+static void on_client_abort(sl_hx *hx, void *arg)
+{
+    sl_gw_req *r = arg;
+    if (r->up) {
+        sl_up_req_cancel(r->up);
+        r->up = NULL;
+        r->rec.status = r->client_head_sent ? r->rec.status : 499;
+        sl_gw_finish(r);
+    }
+    /* Without an upstream request in flight the request is finishing on its own path. */
+}

@@ -1,0 +1,83 @@
+/*
+ * gateway.h: the request life cycle of the data plane.
+ *
+ *   sl_gateway_handle()  route -> parse -> resolve model -> pick target
+ *   proxy.c               build the upstream request, stream or buffer the
+ *                         answer back, retry before the first byte
+ *   sl_gw_finish()        record (access log, metrics), release, finish
+ *
+ * One sl_gw_req per request, allocated in the exchange's arena: everything
+ * parsed from the request hangs off it and dies with it.
+ */
+#ifndef SL_GATEWAY_H
+#define SL_GATEWAY_H
+
+#include "config/config.h"
+#include "gateway/record.h"
+#include "gateway/runtime.h"
+#include "http/sse.h"
+#include "json/json.h"
+
+typedef enum {
+    SL_API_CHAT,        /* POST /v1/chat/completions */
+    SL_API_EMBEDDINGS,  /* POST /v1/embeddings */
+    SL_API_MODELS,      /* GET /v1/models */
+    SL_API_RESPONSES,   /* POST /v1/responses */
+    SL_API_MESSAGES,    /* POST /v1/messages (Anthropic) */
+    SL_API_GEMINI,      /* POST /v1beta/models/{model}:generateContent | :streamGenerateContent */
+} sl_api;
+
+/* Per-worker gateway state: balancer cursors, key rotation, RNG. */
+typedef struct sl_gw_worker {
+    sl_worker *w;
+    uint64_t rng;
+    int64_t *wrr_current;  /* smooth weighted round-robin state, one per target of every model */
+    size_t nwrr;
+    uint32_t *key_cursor;  /* per provider: next api key */
+    size_t nkeys;
+    sl_config *state_for;  /* the snapshot the arrays above were sized for */
+} sl_gw_worker;
+
+typedef struct sl_gw_req {
+    sl_hx *hx;
+    sl_gw_worker *gw;
+    sl_config *cfg;               /* the snapshot this request runs on (one reference) */
+    sl_api api;
+    sl_proto in_proto;            /* the caller's protocol */
+    sl_json_doc doc;
+    int model_tok;                /* token of the "model" value, or -1 (Gemini: in the path) */
+    sl_str model;                 /* public name requested */
+    const sl_model_cfg *mcfg;
+    const sl_target_cfg *target;
+    uint32_t target_index;
+    sl_str upstream_model;
+    bool stream;
+    bool caller_wants_usage;      /* OpenAI: stream_options.include_usage was set by the caller */
+    /* upstream attempt */
+    sl_up_req *up;
+    sl_buf up_body;
+    sl_http_header up_headers[24];
+    size_t nup_headers;
+    char *up_url;
+    int up_status;
+    bool up_is_sse;
+    sl_sse_parser sse;
+    sl_buf resp;                  /* buffered non-stream response body */
+    bool client_head_sent;
+    bool paused;
+    uint32_t attempts;
+    uint32_t tried_mask;          /* targets already tried (first 32) */
+    uint32_t filter_pos;          /* next filter to run after a wait (filter.c) */
+    sl_req_record rec;
+    char request_id[40];
+} sl_gw_req;
+
+/* gateway.c */
+void sl_gw_error(sl_gw_req *r, int status, const char *type, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+void sl_gw_finish(sl_gw_req *r);
+void sl_gw_common_headers(sl_gw_req *r, sl_http_header *h, size_t *n, size_t cap);
+/* proxy.c */
+void sl_proxy_start(sl_gw_req *r);
+
+#endif

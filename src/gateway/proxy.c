@@ -1,0 +1,413 @@
+/*
+ * proxy.c: one LLM request's trip upstream and back.
+ *
+ * Same protocol in and out (the common case): the caller's body is passed
+ * through with only the needed edits spliced in (model name; for OpenAI
+ * streams, stream_options.include_usage so usage can be counted). Streams are
+ * forwarded event by event with back-pressure (a slow client pauses the
+ * upstream transfer); the usage chunk the gateway asked for is stripped again
+ * when the caller did not ask for it. Non-stream answers are buffered (bounded)
+ * so usage can be read and the public model name put back.
+ *
+ * Failures before the first byte reached the caller are retried on the next
+ * target (retry.attempts, retry.on); after it, they are reported inside the
+ * stream (SPEC §3), never as a clean end.
+ */
+#include <stdio.h>
+
+#include "core/log.h"
+#include "gateway/gateway.h"
+#include "providers/providers.h"
+
+void sl_gw_pick_target(sl_gw_req *r);
+const char *sl_gw_next_key(sl_gw_req *r, const sl_provider_cfg *p);
+void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code, const char *msg, sl_buf *out);
+
+static void start_attempt(sl_gw_req *r);
+
+/* ---------------------------------------------------------------- usage */
+
+static int64_t int_at(const sl_json_doc *d, int obj, const char *key)
+{
+    int64_t v = 0;
+    int t = obj >= 0 ? sl_json_obj_get(d, obj, key) : -1;
+    if (t >= 0 && sl_json_int(d, t, &v) == SL_OK && v >= 0) return v;
+    return 0;
+}
+
+/* Reads an OpenAI "usage" object. */
+static void openai_usage(const sl_json_doc *d, int u, sl_usage *out)
+{
+    if (u < 0 || sl_json_type_of(d, u) != SL_JSON_OBJECT) return;
+    out->present = true;
+    out->input_tokens = int_at(d, u, "prompt_tokens");
+    out->output_tokens = int_at(d, u, "completion_tokens");
+    int pd = sl_json_obj_get(d, u, "prompt_tokens_details");
+    out->cached_tokens = pd >= 0 && sl_json_type_of(d, pd) == SL_JSON_OBJECT ? int_at(d, pd, "cached_tokens") : 0;
+    int cd = sl_json_obj_get(d, u, "completion_tokens_details");
+    out->reasoning_tokens = cd >= 0 && sl_json_type_of(d, cd) == SL_JSON_OBJECT ? int_at(d, cd, "reasoning_tokens") : 0;
+}
+
+/* ---------------------------------------------------------------- request body */
+
+static bool need_model_rewrite(const sl_gw_req *r) { return !sl_str_eq(r->upstream_model, r->model); }
+
+/* Quoted JSON string for s, in the request arena. */
+static sl_str json_quoted(sl_gw_req *r, sl_str s)
+{
+    sl_buf b;
+    sl_buf_init(&b, 0);
+    sl_buf_append(&b, "\"", 1);
+    sl_json_escape(&b, s);
+    sl_buf_append(&b, "\"", 1);
+    sl_str out = sl_arena_str(&r->hx->arena, sl_buf_str(&b));
+    sl_buf_free(&b);
+    return out;
+}
+
+/* OpenAI streams: make sure stream_options.include_usage is true. */
+static int edit_include_usage(sl_gw_req *r, sl_json_edit *e)
+{
+    const sl_json_doc *d = &r->doc;
+    int so = sl_json_obj_get(d, 0, "stream_options");
+    if (so < 0) return sl_json_edit_add_member(d, 0, SL_STR("stream_options"), SL_STR("{\"include_usage\":true}"),
+                                               &r->hx->arena, e);
+    if (sl_json_type_of(d, so) != SL_JSON_OBJECT) {
+        *e = (sl_json_edit){d->toks[so].start, d->toks[so].end, SL_STR("{\"include_usage\":true}")};
+        return SL_OK;
+    }
+    int iu = sl_json_obj_get(d, so, "include_usage");
+    if (iu >= 0) {
+        *e = (sl_json_edit){d->toks[iu].start, d->toks[iu].end, SL_STR("true")};
+        return SL_OK;
+    }
+    return sl_json_edit_add_member(d, so, SL_STR("include_usage"), SL_STR("true"), &r->hx->arena, e);
+}
+
+static int build_passthrough_body(sl_gw_req *r)
+{
+    sl_json_edit edits[2];
+    size_t n = 0;
+    if (need_model_rewrite(r) && r->model_tok >= 0) {
+        const sl_json_tok *t = &r->doc.toks[r->model_tok];
+        edits[n++] = (sl_json_edit){t->start, t->end, json_quoted(r, r->upstream_model)};
+    }
+    if (r->api == SL_API_CHAT && r->stream && r->in_proto == SL_PROTO_OPENAI && !r->caller_wants_usage) {
+        int rc = edit_include_usage(r, &edits[n]);
+        if (rc) return rc;
+        n++;
+    }
+    sl_buf_clear(&r->up_body);
+    return sl_json_splice(r->hx->body.p, r->hx->body.n, edits, n, &r->up_body);
+}
+
+/* ---------------------------------------------------------------- stream forwarding */
+
+static void on_client_drain(sl_hx *hx, void *arg)
+{
+    sl_gw_req *r = arg;
+    if (r->paused && r->up) {
+        r->paused = false;
+        sl_up_req_resume(r->up);
+    }
+}
+
+static int write_event(sl_gw_req *r, sl_str event, sl_str data)
+{
+    sl_buf out;
+    sl_buf_init(&out, 0);
+    int rc = sl_sse_write(&out, event, data);
+    if (!rc) {
+        if (!r->rec.first_byte_ns) r->rec.first_byte_ns = uv_hrtime();
+        rc = sl_hx_write(r->hx, out.p, out.len);
+    }
+    sl_buf_free(&out);
+    return rc;
+}
+
+/* Rewrites the model name in one OpenAI chunk, notes usage, and drops the usage-only chunk if unwanted. */
+static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
+{
+    bool has_usage = memmem(data.p, data.n, "\"usage\"", 7) != NULL;
+    if (!has_usage && !need_model_rewrite(r)) return write_event(r, event, data);
+    sl_arena *a = &r->hx->arena;
+    sl_json_doc d;
+    if (sl_json_parse(&d, data.p, data.n, a, NULL, NULL) != SL_OK || sl_json_type_of(&d, 0) != SL_JSON_OBJECT)
+        return write_event(r, event, data); /* not ours to judge: pass it on */
+    int u = sl_json_obj_get(&d, 0, "usage");
+    if (u >= 0 && sl_json_type_of(&d, u) == SL_JSON_OBJECT) {
+        openai_usage(&d, u, &r->rec.usage);
+        int ch = sl_json_obj_get(&d, 0, "choices");
+        bool usage_only = ch < 0 || (sl_json_type_of(&d, ch) == SL_JSON_ARRAY && d.toks[ch].count == 0);
+        if (usage_only && !r->caller_wants_usage) return SL_OK;
+    }
+    int m = sl_json_obj_get(&d, 0, "model");
+    if (m < 0 || !need_model_rewrite(r)) return write_event(r, event, data);
+    sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
+    sl_buf out;
+    sl_buf_init(&out, 0);
+    int rc = sl_json_splice(data.p, data.n, &e, 1, &out);
+    if (!rc) rc = write_event(r, event, sl_buf_str(&out));
+    sl_buf_free(&out);
+    return rc;
+}
+
+static int on_sse_event(void *ud, sl_str event, sl_str data)
+{
+    sl_gw_req *r = ud;
+    if (r->target->provider->proto == SL_PROTO_OPENAI && data.n && data.p[0] == '{')
+        return forward_openai_chunk(r, event, data);
+    return write_event(r, event, data);
+}
+
+static void send_stream_head(sl_gw_req *r)
+{
+    sl_http_header h[10] = {
+        {SL_STR("content-type"), SL_STR("text/event-stream")},
+        {SL_STR("cache-control"), SL_STR("no-cache")},
+    };
+    size_t n = 2;
+    sl_gw_common_headers(r, h, &n, SL_ARRAY_LEN(h));
+    r->rec.status = 200;
+    r->client_head_sent = true;
+    sl_hx_respond_head(r->hx, 200, h, n, -1);
+}
+
+/* Reports a failure inside a stream that has already started (SPEC §3). */
+static void stream_error(sl_gw_req *r, const char *type, const char *msg)
+{
+    sl_buf body;
+    sl_buf_init(&body, 0);
+    sl_gw_error_body(r->in_proto, 502, type, NULL, msg, &body);
+    write_event(r, r->in_proto == SL_PROTO_ANTHROPIC ? SL_STR("error") : SL_STR_NULL, sl_buf_str(&body));
+    sl_buf_free(&body);
+    r->rec.error = sl_arena_str(&r->hx->arena, sl_str_from_cstr(msg));
+    sl_hx_close_after(r->hx);
+}
+
+/* ---------------------------------------------------------------- upstream callbacks */
+
+static int up_on_head(void *ud, int status, const sl_http_header *h, size_t n)
+{
+    sl_gw_req *r = ud;
+    r->up_status = status;
+    r->up_is_sse = false;
+    for (size_t i = 0; i < n; i++) {
+        if (sl_str_case_eq(h[i].name, SL_STR("content-type")))
+            r->up_is_sse = sl_str_starts_with(h[i].value, SL_STR("text/event-stream"));
+    }
+    if (status >= 200 && status < 300 && r->up_is_sse && r->stream) send_stream_head(r);
+    else r->up_is_sse = false; /* buffered: a non-2xx answer, or a non-stream one */
+    return SL_OK;
+}
+
+static int up_on_data(void *ud, const char *p, size_t n)
+{
+    sl_gw_req *r = ud;
+    if (!r->up_is_sse) {
+        int rc = sl_buf_append(&r->resp, p, n);
+        return rc == SL_OK ? SL_OK : rc;
+    }
+    if (sl_hx_pending(r->hx) > SL_HX_HIGH_WATER) {
+        r->paused = true;
+        sl_hx_on_drain(r->hx, on_client_drain, r);
+        return SL_EAGAIN; /* not consumed: delivered again after resume */
+    }
+    int rc = sl_sse_feed(&r->sse, p, n, on_sse_event, r);
+    return rc == SL_OK || rc == SL_ECLOSED ? SL_OK : rc;
+}
+
+static bool status_retryable(const sl_gw_req *r, int status)
+{
+    const sl_retry_cfg *rc = &r->mcfg->retry;
+    for (size_t i = 0; i < rc->non_status; i++)
+        if (rc->on_status[i] == status) return true;
+    return false;
+}
+
+static bool can_retry(const sl_gw_req *r) { return !r->client_head_sent && r->attempts < r->mcfg->retry.attempts; }
+
+static bool error_retryable(const sl_gw_req *r, const sl_up_result *res)
+{
+    uint32_t on = r->mcfg->retry.on_flags;
+    switch (res->error) {
+    case SL_UP_ERR_CONNECT: return on & SL_RETRY_ON_CONNECT;
+    case SL_UP_ERR_TIMEOUT_CONNECT: return on & (SL_RETRY_ON_CONNECT | SL_RETRY_ON_TIMEOUT);
+    case SL_UP_ERR_TIMEOUT_FIRST_BYTE:
+    case SL_UP_ERR_TIMEOUT_IDLE:
+    case SL_UP_ERR_TIMEOUT_TOTAL: return on & SL_RETRY_ON_TIMEOUT;
+    case SL_UP_ERR_IO: return res->reused_connection; /* a stale pooled connection: once more, transparently */
+    default: return false;
+    }
+}
+
+static void retry(sl_gw_req *r)
+{
+    sl_buf_clear(&r->resp);
+    sl_gw_pick_target(r);
+    start_attempt(r);
+}
+
+/* The upstream message of an error body in any protocol, for the caller's error. */
+static sl_str upstream_error_message(sl_gw_req *r)
+{
+    sl_json_doc d;
+    if (r->resp.len == 0 || sl_json_parse(&d, r->resp.p, r->resp.len, &r->hx->arena, NULL, NULL) != SL_OK ||
+        sl_json_type_of(&d, 0) != SL_JSON_OBJECT)
+        return SL_STR_NULL;
+    int e = sl_json_obj_get(&d, 0, "error");
+    int m = e >= 0 && sl_json_type_of(&d, e) == SL_JSON_OBJECT ? sl_json_obj_get(&d, e, "message") : -1;
+    sl_str s = SL_STR_NULL;
+    if (m >= 0 && sl_json_type_of(&d, m) == SL_JSON_STRING) sl_json_str(&d, m, &r->hx->arena, &s);
+    return s;
+}
+
+static void respond_upstream_error(sl_gw_req *r)
+{
+    int st = r->up_status;
+    sl_str msg = upstream_error_message(r);
+    int mlen = (int)SL_MIN(msg.n, 400);
+    /* The caller's own mistakes keep their status; failures of ours or the provider's become 502. */
+    if (st == 400 || st == 404 || st == 413 || st == 422)
+        sl_gw_error(r, st, "invalid_request_error", NULL, "%.*s", mlen ? mlen : 8, mlen ? msg.p : "rejected");
+    else if (st == 429)
+        sl_gw_error(r, 429, "rate_limit_error", "rate_limit_exceeded", "upstream rate limit: %.*s", mlen, msg.p ? msg.p : "");
+    else
+        sl_gw_error(r, 502, "upstream_error", NULL, "upstream %.*s returned %d%s%.*s", SL_STR_FMT(r->rec.provider), st,
+                    mlen ? ": " : "", mlen, msg.p ? msg.p : "");
+}
+
+static void respond_buffered(sl_gw_req *r)
+{
+    sl_json_doc d;
+    sl_str body = sl_buf_str(&r->resp);
+    sl_buf out;
+    sl_buf_init(&out, 0);
+    if (sl_json_parse(&d, body.p, body.n, &r->hx->arena, NULL, NULL) == SL_OK && sl_json_type_of(&d, 0) == SL_JSON_OBJECT) {
+        if (r->target->provider->proto == SL_PROTO_OPENAI) openai_usage(&d, sl_json_obj_get(&d, 0, "usage"), &r->rec.usage);
+        int m = sl_json_obj_get(&d, 0, "model");
+        if (m >= 0 && need_model_rewrite(r)) {
+            sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
+            if (sl_json_splice(body.p, body.n, &e, 1, &out) == SL_OK) body = sl_buf_str(&out);
+        }
+    } else {
+        sl_buf_free(&out);
+        sl_gw_error(r, 502, "upstream_error", NULL, "upstream %.*s returned a body that is not JSON",
+                    SL_STR_FMT(r->rec.provider));
+        return;
+    }
+    sl_http_header h[8] = {{SL_STR("content-type"), SL_STR("application/json")}};
+    size_t n = 1;
+    sl_gw_common_headers(r, h, &n, SL_ARRAY_LEN(h));
+    r->rec.status = r->up_status;
+    r->rec.first_byte_ns = uv_hrtime();
+    sl_hx_respond(r->hx, r->up_status, h, n, body.p, body.n);
+    sl_buf_free(&out);
+    sl_gw_finish(r);
+}
+
+static const char *timeout_name(sl_up_error e)
+{
+    switch (e) {
+    case SL_UP_ERR_TIMEOUT_CONNECT: return "connect";
+    case SL_UP_ERR_TIMEOUT_FIRST_BYTE: return "first token";
+    case SL_UP_ERR_TIMEOUT_IDLE: return "idle";
+    default: return "total";
+    }
+}
+
+static void up_on_done(void *ud, const sl_up_result *res)
+{
+    sl_gw_req *r = ud;
+    r->up = NULL;
+    if (res->error != SL_UP_OK) {
+        if (can_retry(r) && error_retryable(r, res)) {
+            retry(r);
+            return;
+        }
+        bool timeout = res->error >= SL_UP_ERR_TIMEOUT_CONNECT && res->error <= SL_UP_ERR_TIMEOUT_TOTAL;
+        char msg[300];
+        if (timeout) snprintf(msg, sizeof msg, "upstream %s timed out (%s)", r->target->provider->name, timeout_name(res->error));
+        else snprintf(msg, sizeof msg, "upstream %s failed: %s", r->target->provider->name, res->detail ? res->detail : "error");
+        if (r->client_head_sent) {
+            stream_error(r, timeout ? "timeout" : "upstream_error", msg);
+            sl_gw_finish(r);
+        } else if (timeout) {
+            sl_gw_error(r, 504, "timeout", "timeout", "%s", msg);
+        } else {
+            sl_gw_error(r, 502, "upstream_error", NULL, "%s", msg);
+        }
+        return;
+    }
+    if (r->client_head_sent) { /* a stream that ended */
+        sl_gw_finish(r);
+        return;
+    }
+    if (r->up_status >= 200 && r->up_status < 300) {
+        respond_buffered(r);
+    } else if (can_retry(r) && status_retryable(r, r->up_status)) {
+        retry(r);
+    } else {
+        respond_upstream_error(r);
+    }
+}
+
+static const sl_up_callbacks up_callbacks = {
+    .on_head = up_on_head,
+    .on_data = up_on_data,
+    .on_done = up_on_done,
+};
+
+static sl_call_kind call_kind(sl_api api)
+{
+    return api == SL_API_EMBEDDINGS ? SL_CALL_EMBEDDINGS : api == SL_API_RESPONSES ? SL_CALL_RESPONSES : SL_CALL_CHAT;
+}
+
+static void start_attempt(sl_gw_req *r)
+{
+    const sl_provider_cfg *p = r->target->provider;
+    r->attempts++;
+    r->up_status = 0;
+    r->up_is_sse = false;
+    if (p->proto != r->in_proto) {
+        sl_gw_error(r, 400, "invalid_request_error", "unsupported_provider_protocol",
+                    "model '%.*s' is served by provider '%s' whose protocol cannot be reached from this API yet",
+                    SL_STR_FMT(r->model), p->name);
+        return;
+    }
+    if (build_passthrough_body(r) != SL_OK) {
+        sl_gw_error(r, 503, "service_unavailable", NULL, "cannot build the upstream request");
+        return;
+    }
+    sl_provider_call call;
+    if (sl_provider_build_call(p, call_kind(r->api), r->upstream_model, r->stream, sl_gw_next_key(r, p), &r->hx->arena,
+                               &call) != SL_OK) {
+        sl_gw_error(r, 404, "invalid_request_error", "unsupported_endpoint", "provider '%s' does not offer this endpoint",
+                    p->name);
+        return;
+    }
+    if (call.nheaders < SL_ARRAY_LEN(call.headers))
+        call.headers[call.nheaders++] = (sl_http_header){SL_STR("x-request-id"), sl_str_from_cstr(r->request_id)};
+    sl_sse_free(&r->sse);
+    sl_sse_init(&r->sse, 8u << 20);
+    sl_up_request req = {
+        .method = "POST",
+        .url = call.url,
+        .headers = call.headers,
+        .nheaders = call.nheaders,
+        .body = r->up_body.p,
+        .body_len = r->up_body.len,
+        .connect_timeout_ms = p->timeouts.connect_ms,
+        .first_byte_timeout_ms = p->timeouts.first_token_ms,
+        .idle_timeout_ms = p->timeouts.idle_ms,
+        .total_timeout_ms = p->timeouts.total_ms,
+    };
+    r->up = sl_upstream_start(r->gw->w->upstream, &req, &up_callbacks, r);
+    if (!r->up) sl_gw_error(r, 503, "service_unavailable", NULL, "cannot start the upstream request");
+}
+
+void sl_proxy_start(sl_gw_req *r)
+{
+    sl_gw_pick_target(r);
+    start_attempt(r);
+}

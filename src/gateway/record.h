@@ -1,0 +1,41 @@
+/*
+ * record.h: what is known about one finished request: the single record
+ * that the access log, metrics, limits settlement and (later) billing read.
+ * Filled by the gateway as the request goes; handed out once, at the end.
+ */
+#ifndef SL_RECORD_H
+#define SL_RECORD_H
+
+#include "core/sl.h"
+
+typedef struct sl_usage {
+    int64_t input_tokens;
+    int64_t output_tokens;
+    int64_t cached_tokens;    /* part of input_tokens served from a provider cache */
+    int64_t reasoning_tokens; /* part of output_tokens */
+    bool present;             /* the provider reported usage */
+} sl_usage;
+
+typedef struct sl_req_record {
+    uint64_t start_ns;        /* header block complete (uv_hrtime) */
+    uint64_t first_byte_ns;   /* first response byte to the caller; 0 = none */
+    uint64_t end_ns;
+    sl_str request_id;
+    sl_str consumer;          /* "anonymous" when auth is off */
+    const char *api;          /* "chat.completions", "embeddings", "models", "messages", "generateContent", ... */
+    const char *operation;    /* GenAI operation name: "chat", "embeddings", "text_completion", ... */
+    sl_str model;             /* public model name as requested */
+    sl_str provider;          /* provider that answered (or was tried last) */
+    sl_str provider_type;
+    sl_str upstream_model;
+    int status;               /* status sent to the caller */
+    bool stream;
+    sl_usage usage;
+    double cost_usd;
+    uint32_t attempts;
+    const char *cache;        /* "hit" | "miss" | "skip" | NULL */
+    sl_str error;             /* short error text, empty if none */
+    sl_str finish_reason;
+} sl_req_record;
+
+#endif

@@ -1,0 +1,491 @@
+/*
+ * server.c: listeners and connections of the HTTP/1.1 server: accepting,
+ * reading, parsing the header block, collecting the body, timeouts, and
+ * handing one exchange at a time to the handler (see server.h for the
+ * contract). Output framing and buffering live in server_write.c.
+ *
+ * Memory: the read buffer holds at most one header block plus pipelined
+ * bytes (capped); a Content-Length body is read straight into the body
+ * buffer (no second copy); a chunked body is decoded into it. When an
+ * exchange is dispatched its header slices are rebased into the exchange's
+ * arena, so the read buffer may grow or move while the handler runs (reads go
+ * on, to notice a client that goes away).
+ */
+#include "http/server_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+#define CONN_IN_SLACK (64u * 1024u) /* pipelined bytes kept beyond one header block */
+#define READ_CHUNK (64u * 1024u)
+
+static void conn_process(sl_conn *c);
+static void conn_arm_timer(sl_conn *c);
+
+/* ---------------------------------------------------------------- server */
+
+sl_server *sl_server_new(uv_loop_t *loop, const sl_server_limits *lim, sl_hx_handler handler, void *ctx)
+{
+    sl_server *s = sl_calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    s->loop = loop;
+    s->lim = *lim;
+    s->handler = handler;
+    s->ctx = ctx;
+    s->accepting = true;
+    return s;
+}
+
+void sl_server_set_limits(sl_server *s, const sl_server_limits *lim) { s->lim = *lim; }
+size_t sl_server_connections(const sl_server *s) { return s->nconns; }
+size_t sl_server_active_exchanges(const sl_server *s) { return s->nactive; }
+
+static void on_listener_closed(uv_handle_t *h) { sl_free(h); }
+
+static void conn_link(sl_server *s, sl_conn *c)
+{
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+}
+
+static void conn_unlink(sl_conn *c)
+{
+    sl_server *s = c->srv;
+    if (c->prev) c->prev->next = c->next;
+    else s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    s->nconns--;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    sl_conn *c = h->data;
+    sl_buf *b = &c->in;
+    size_t want = READ_CHUNK;
+    if (c->state == CONN_READING_BODY && !c->body_chunked) {
+        /* Read the body straight into its buffer, and never past its end. */
+        b = &c->body;
+        want = c->body_left < READ_CHUNK ? (size_t)c->body_left : READ_CHUNK;
+    }
+    if (sl_buf_reserve(b, want) != SL_OK) {
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
+    buf->base = b->p + b->len;
+    buf->len = want;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    sl_conn *c = stream->data;
+    if (nread == UV_ENOBUFS) { /* input cap reached or allocation failed */
+        if (c->state == CONN_READING_HEAD) sl_conn_respond_error(c, 431, "input buffer full");
+        else if (c->state == CONN_DISPATCHED) { uv_read_stop(stream); c->read_stopped = true; }
+        else sl_conn_close(c);
+        return;
+    }
+    if (nread < 0) {
+        c->eof = true;
+        uv_read_stop(stream);
+        c->read_stopped = true;
+        if (c->state == CONN_DISPATCHED && c->hx_active) {
+            sl_hx *hx = c->hx;
+            if (!hx->aborted && !hx->finished) {
+                hx->aborted = true;
+                if (hx->on_abort) hx->on_abort(hx, hx->on_abort_arg);
+            }
+            return; /* closed when the handler finishes */
+        }
+        sl_conn_close(c);
+        return;
+    }
+    if (nread == 0) return;
+    if (c->state == CONN_READING_BODY && !c->body_chunked) {
+        c->body.len += (size_t)nread;
+        c->body_left -= (uint64_t)nread;
+    } else {
+        c->in.len += (size_t)nread;
+    }
+    (void)buf;
+    conn_process(c);
+}
+
+static void on_handle_closed(uv_handle_t *h) { sl_conn_release(h->data); }
+
+void sl_conn_release(sl_conn *c)
+{
+    if (--c->refs > 0) return;
+    sl_buf_free(&c->in);
+    sl_buf_free(&c->body);
+    sl_buf_free(&c->out);
+    sl_buf_free(&c->out_inflight);
+    if (c->hx) {
+        sl_arena_free(&c->hx->arena);
+        sl_free(c->hx);
+    }
+    sl_free(c);
+}
+
+void sl_conn_close(sl_conn *c)
+{
+    if (c->state == CONN_CLOSING) return;
+    c->state = CONN_CLOSING;
+    conn_unlink(c);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    sl_server *s = listener->data;
+    if (status < 0) return;
+    sl_conn *c = sl_calloc(1, sizeof(*c));
+    if (!c) return; /* the pending connection stays in the backlog; retried on the next event */
+    c->srv = s;
+    uv_tcp_init(s->loop, &c->tcp);
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->refs = 2;
+    conn_link(s, c);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || !s->accepting) {
+        sl_conn_close(c);
+        return;
+    }
+    if (s->lim.max_connections && s->nconns > s->lim.max_connections) {
+        sl_conn_close(c); /* over the cap: refuse rather than degrade everyone */
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    sl_buf_init(&c->in, s->lim.max_header_bytes + CONN_IN_SLACK);
+    sl_buf_init(&c->body, s->lim.max_body_bytes);
+    sl_buf_init(&c->out, 0);
+    sl_buf_init(&c->out_inflight, 0);
+    c->state = CONN_READING_HEAD;
+    conn_arm_timer(c);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static int bind_reuseport(const char *host, int port, int *out_fd)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    const char *h = strcmp(host, "localhost") == 0 ? "127.0.0.1" : host;
+    int family = strchr(h, ':') ? AF_INET6 : AF_INET;
+    socklen_t len;
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        if (uv_ip6_addr(h, port, a) != 0) return SL_EINVAL;
+        len = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        if (uv_ip4_addr(h, port, a) != 0) return SL_EINVAL;
+        len = sizeof *a;
+    }
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return SL_EIO;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 4096) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return SL_EIO;
+    }
+    *out_fd = fd;
+    return SL_OK;
+}
+
+int sl_server_listen(sl_server *s, const char *host, int port)
+{
+    int fd;
+    int rc = bind_reuseport(host, port, &fd);
+    if (rc) return rc;
+    uv_tcp_t *l = sl_calloc(1, sizeof(*l));
+    uv_tcp_t **grown = sl_realloc(s->listeners, (s->nlisteners + 1) * sizeof(*grown));
+    if (!l || !grown) {
+        sl_free(l);
+        if (grown) s->listeners = grown;
+        close(fd);
+        return SL_ENOMEM;
+    }
+    s->listeners = grown;
+    uv_tcp_init(s->loop, l);
+    l->data = s;
+    if (uv_tcp_open(l, fd) != 0 || uv_listen((uv_stream_t *)l, 4096, on_connection) != 0) {
+        uv_close((uv_handle_t *)l, on_listener_closed);
+        return SL_EIO;
+    }
+    s->listeners[s->nlisteners++] = l;
+    return SL_OK;
+}
+
+void sl_server_stop_accepting(sl_server *s)
+{
+    s->accepting = false;
+    for (size_t i = 0; i < s->nlisteners; i++) uv_close((uv_handle_t *)s->listeners[i], on_listener_closed);
+    s->nlisteners = 0;
+}
+
+void sl_server_close_idle(sl_server *s)
+{
+    sl_conn *c = s->conns, *next;
+    for (; c; c = next) {
+        next = c->next;
+        if (c->state == CONN_READING_HEAD && c->in.len == 0 && !c->writing && c->out.len == 0) sl_conn_close(c);
+        else c->close_when_flushed = true; /* finish what is in progress, then close */
+    }
+}
+
+void sl_server_free(sl_server *s)
+{
+    sl_server_stop_accepting(s);
+    while (s->conns) {
+        sl_conn *c = s->conns;
+        if (c->hx_active && !c->hx->aborted) {
+            c->hx->aborted = true;
+            if (c->hx->on_abort) c->hx->on_abort(c->hx, c->hx->on_abort_arg);
+        }
+        sl_conn_close(c);
+    }
+    sl_free(s->listeners);
+    sl_free(s);
+}
+
+/* ---------------------------------------------------------------- timers */
+
+static void on_conn_timer(uv_timer_t *t)
+{
+    sl_conn *c = t->data;
+    if (c->state == CONN_READING_HEAD && c->in.len > 0) {
+        sl_conn_respond_error(c, 408, "header timeout");
+    } else if (c->state == CONN_READING_BODY) {
+        sl_conn_respond_error(c, 408, "body timeout");
+    } else if (c->state == CONN_READING_HEAD) {
+        sl_conn_close(c); /* idle keep-alive connection */
+    }
+}
+
+/* One timer per connection, re-armed on each state change: header deadline
+ * while a header block is partial, idle timeout otherwise; off while the
+ * handler owns the exchange (the handler's own timeouts apply then). */
+static void conn_arm_timer(sl_conn *c)
+{
+    const sl_server_limits *l = &c->srv->lim;
+    if (c->state == CONN_READING_HEAD && c->in.len > 0) {
+        if (!uv_is_active((uv_handle_t *)&c->timer)) uv_timer_start(&c->timer, on_conn_timer, l->header_timeout_ms, 0);
+    } else if (c->state == CONN_READING_HEAD || c->state == CONN_READING_BODY) {
+        uv_timer_start(&c->timer, on_conn_timer, c->state == CONN_READING_BODY ? l->idle_timeout_ms : l->idle_timeout_ms, 0);
+    } else {
+        uv_timer_stop(&c->timer);
+    }
+}
+
+/* ---------------------------------------------------------------- requests */
+
+static void rebase(sl_str *s, const char *old_base, size_t len, char *new_base)
+{
+    if (s->p >= old_base && s->p <= old_base + len) s->p = new_base + (s->p - old_base);
+}
+
+/* Copies the header block into the exchange's arena and points every slice there. */
+static int hx_own_head(sl_hx *hx, const char *head, size_t len)
+{
+    char *copy = sl_arena_alloc(&hx->arena, len);
+    if (!copy) return SL_ENOMEM;
+    memcpy(copy, head, len);
+    sl_http_request *r = &hx->req;
+    rebase(&r->method, head, len, copy);
+    rebase(&r->target, head, len, copy);
+    rebase(&r->path, head, len, copy);
+    rebase(&r->query, head, len, copy);
+    rebase(&r->host, head, len, copy);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        rebase(&r->headers[i].name, head, len, copy);
+        rebase(&r->headers[i].value, head, len, copy);
+    }
+    return SL_OK;
+}
+
+static sl_hx *conn_new_exchange(sl_conn *c)
+{
+    sl_hx *hx = c->hx;
+    if (!hx) {
+        hx = sl_malloc(sizeof(*hx));
+        if (!hx) return NULL;
+        memset(hx, 0, offsetof(sl_hx, req)); /* req is filled by the parser */
+        sl_arena_init(&hx->arena, 4096, 0);
+        c->hx = hx;
+    } else {
+        sl_arena_reset(&hx->arena);
+    }
+    sl_arena saved = hx->arena;
+    memset((char *)hx + offsetof(sl_hx, body), 0, sizeof(*hx) - offsetof(sl_hx, body));
+    hx->arena = saved;
+    hx->conn = c;
+    hx->server = c->srv;
+    hx->loop = c->srv->loop;
+    hx->out_remaining = -1;
+    return hx;
+}
+
+static void conn_dispatch(sl_conn *c)
+{
+    sl_hx *hx = c->hx;
+    hx->body = (sl_str){c->body.p ? c->body.p : "", c->body.len};
+    c->state = CONN_DISPATCHED;
+    c->hx_active = true;
+    c->refs++;
+    c->srv->nactive++;
+    conn_arm_timer(c);
+    c->srv->handler(hx, c->srv->ctx);
+}
+
+static void send_continue(sl_conn *c)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    sl_conn_write_raw(c, cont, sizeof cont - 1);
+    sl_conn_flush(c);
+}
+
+/* Parses a header block at the front of c->in. Returns true if processing should go on. */
+static bool conn_parse_head(sl_conn *c)
+{
+    sl_server *s = c->srv;
+    sl_hx *hx = conn_new_exchange(c);
+    if (!hx) {
+        sl_conn_respond_error(c, 503, "out of memory");
+        return false;
+    }
+    sl_http_limits lim = {s->lim.max_header_bytes, s->lim.max_headers};
+    int status = 0;
+    const char *why = NULL;
+    int n = sl_http_parse_request(c->in.p, c->in.len, &lim, &hx->req, &status, &why);
+    if (n == SL_EAGAIN) {
+        conn_arm_timer(c);
+        return false;
+    }
+    if (n < 0) {
+        sl_conn_respond_error(c, status ? status : 400, why ? why : "bad request");
+        return false;
+    }
+    if (hx_own_head(hx, c->in.p, (size_t)n) != SL_OK) {
+        sl_conn_respond_error(c, 503, "out of memory");
+        return false;
+    }
+    sl_buf_consume(&c->in, (size_t)n);
+    hx->start_ns = uv_hrtime();
+    uv_timer_stop(&c->timer);
+    sl_buf_clear(&c->body);
+    c->body.max = s->lim.max_body_bytes;
+    c->body_chunked = hx->req.chunked;
+    if (hx->req.chunked) {
+        sl_http_chunked_init(&c->chunked, s->lim.max_body_bytes);
+    } else {
+        int64_t cl = hx->req.content_length;
+        if (cl > 0 && (uint64_t)cl > s->lim.max_body_bytes) {
+            sl_conn_respond_error(c, 413, "body too large");
+            return false;
+        }
+        c->body_left = cl > 0 ? (uint64_t)cl : 0;
+    }
+    c->state = CONN_READING_BODY;
+    bool body_pending = hx->req.chunked || c->body_left > c->in.len;
+    if (hx->req.expect_continue && body_pending && hx->req.minor_version == 1) send_continue(c);
+    conn_arm_timer(c);
+    return true;
+}
+
+/* Moves body bytes already in c->in into the body. Returns 1 when complete, 0 for more, <0 after an error reply. */
+static int conn_take_body(sl_conn *c)
+{
+    if (c->body_chunked) {
+        size_t used = 0;
+        int rc = sl_http_chunked_decode(&c->chunked, c->in.p, c->in.len, &c->body, &used);
+        sl_buf_consume(&c->in, used);
+        if (rc == SL_ELIMIT) sl_conn_respond_error(c, 413, "body too large");
+        else if (rc < 0) sl_conn_respond_error(c, 400, "bad chunked body");
+        return rc;
+    }
+    size_t take = c->in.len < c->body_left ? c->in.len : (size_t)c->body_left;
+    if (take) {
+        if (sl_buf_append(&c->body, c->in.p, take) != SL_OK) {
+            sl_conn_respond_error(c, 413, "body too large");
+            return SL_ELIMIT;
+        }
+        sl_buf_consume(&c->in, take);
+        c->body_left -= take;
+    }
+    return c->body_left == 0;
+}
+
+static void conn_process(sl_conn *c)
+{
+    if (c->in_process) return;
+    c->in_process = true;
+    for (;;) {
+        if (c->state == CONN_READING_HEAD) {
+            if (c->in.len == 0) {
+                conn_arm_timer(c);
+                break;
+            }
+            if (!conn_parse_head(c)) break;
+        }
+        if (c->state == CONN_READING_BODY) {
+            int rc = conn_take_body(c);
+            if (rc <= 0) {
+                if (rc == 0) conn_arm_timer(c);
+                break;
+            }
+            conn_dispatch(c);
+        }
+        if (c->state != CONN_READING_HEAD) break; /* dispatched (not yet finished) or closing */
+    }
+    c->in_process = false;
+    if (c->state == CONN_READING_HEAD && c->read_stopped && !c->eof) {
+        c->read_stopped = false;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+/* Called by sl_hx_finish(): the exchange is over; go on with the connection. */
+void sl_conn_exchange_done(sl_conn *c)
+{
+    sl_hx *hx = c->hx;
+    c->hx_active = false;
+    c->srv->nactive--;
+    bool keep = hx->req.keep_alive && !hx->close_after && !hx->aborted && !c->close_when_flushed && !c->eof &&
+                c->srv->accepting;
+    if (c->state == CONN_CLOSING) {
+        sl_conn_release(c);
+        return;
+    }
+    if (!keep) {
+        /* Stay in DISPATCHED (parse nothing more) until the output is flushed, then close. */
+        c->close_when_flushed = true;
+        sl_conn_flush(c);
+        sl_conn_release(c);
+        return;
+    }
+    c->state = CONN_READING_HEAD;
+    sl_conn_release(c);
+    conn_process(c);
+}
+
+void sl_hx_peer(const sl_hx *hx, char *out, size_t n)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    out[0] = '\0';
+    if (uv_tcp_getpeername(&hx->conn->tcp, (struct sockaddr *)&ss, &len) != 0) return;
+    if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, out, n);
+    else uv_ip6_name((struct sockaddr_in6 *)&ss, out, n);
+}

@@ -1,0 +1,65 @@
+/*
+ * server_internal.h: the connection struct shared by server.c (reading,
+ * parsing, dispatch) and server_write.c (response head, framing, output
+ * buffers, back-pressure). Not for use outside src/http/.
+ */
+#ifndef SL_HTTP_SERVER_INTERNAL_H
+#define SL_HTTP_SERVER_INTERNAL_H
+
+#include "http/server.h"
+
+typedef enum {
+    CONN_READING_HEAD,
+    CONN_READING_BODY,
+    CONN_DISPATCHED, /* the handler owns the exchange */
+    CONN_CLOSING,
+} conn_state;
+
+struct sl_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t wreq;
+    sl_server *srv;
+    sl_conn *prev, *next;
+    int refs;              /* tcp handle + timer handle + active exchange */
+    conn_state state;
+    sl_buf in;             /* unparsed input: header bytes and pipelined data */
+    sl_buf body;           /* body being collected */
+    sl_http_chunked chunked;
+    uint64_t body_left;    /* Content-Length bytes still to read */
+    bool body_chunked;
+    sl_hx *hx;             /* current exchange (also kept for reuse between requests) */
+    bool hx_active;
+    bool in_process;       /* inside conn_process(): finish must not recurse into it */
+    bool read_stopped;
+    bool eof;
+    bool close_when_flushed;
+    bool writing;
+    sl_buf out;            /* produced, not yet handed to the kernel */
+    sl_buf out_inflight;   /* handed to uv_write, waiting for its callback */
+};
+
+struct sl_server {
+    uv_loop_t *loop;
+    sl_server_limits lim;
+    sl_hx_handler handler;
+    void *ctx;
+    uv_tcp_t **listeners;
+    size_t nlisteners;
+    sl_conn *conns;        /* intrusive list of open connections */
+    size_t nconns;
+    size_t nactive;
+    bool accepting;
+    bool freeing;
+};
+
+/* server_write.c */
+void sl_conn_flush(sl_conn *c);
+int sl_conn_write_raw(sl_conn *c, const void *p, size_t n);
+void sl_conn_respond_error(sl_conn *c, int status, const char *why);
+/* server.c */
+void sl_conn_close(sl_conn *c);
+void sl_conn_release(sl_conn *c);
+void sl_conn_exchange_done(sl_conn *c);
+
+#endif

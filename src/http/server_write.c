@@ -1,0 +1,242 @@
+/*
+ * server_write.c: the response side of an exchange: status line and headers,
+ * Content-Length or chunked framing, and the connection's output buffers.
+ *
+ * Output is double-buffered: `out` collects what handlers write while
+ * `out_inflight` is with the kernel (uv_write). A flush first tries a direct
+ * write (uv_try_write), which for small responses is the only syscall made.
+ * sl_hx_pending() is the sum of both; producers pause above SL_HX_HIGH_WATER
+ * and are called back (on_drain) once it falls to SL_HX_LOW_WATER.
+ */
+#include <stdio.h>
+#include <time.h>
+
+#include "http/server_internal.h"
+
+static void on_write_done(uv_write_t *req, int status);
+
+static void conn_after_flush(sl_conn *c)
+{
+    if (c->state == CONN_CLOSING) return;
+    if (c->close_when_flushed && !c->writing && c->out.len == 0 && !c->hx_active) {
+        sl_conn_close(c);
+        return;
+    }
+    sl_hx *hx = c->hx;
+    if (c->hx_active && hx && hx->on_drain && !hx->finished && sl_hx_pending(hx) <= SL_HX_LOW_WATER) {
+        sl_hx_cb cb = hx->on_drain;
+        hx->on_drain = NULL; /* one-shot: the producer re-arms it when it blocks again */
+        cb(hx, hx->on_drain_arg);
+    }
+}
+
+void sl_conn_flush(sl_conn *c)
+{
+    if (c->writing || c->out.len == 0 || c->state == CONN_CLOSING) {
+        if (!c->writing) conn_after_flush(c);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(c->out.p, (unsigned)c->out.len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == (int)c->out.len) {
+        sl_buf_clear(&c->out);
+        conn_after_flush(c);
+        return;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+        sl_buf_clear(&c->out);
+        sl_conn_close(c);
+        return;
+    }
+    if (n > 0) sl_buf_consume(&c->out, (size_t)n);
+    /* Swap: what is left goes to the kernel queue; new output collects in the other buffer. */
+    sl_buf tmp = c->out_inflight;
+    c->out_inflight = c->out;
+    c->out = tmp;
+    sl_buf_clear(&c->out);
+    b = uv_buf_init(c->out_inflight.p, (unsigned)c->out_inflight.len);
+    c->wreq.data = c;
+    c->writing = true;
+    c->refs++;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write_done) != 0) {
+        c->writing = false;
+        c->refs--;
+        sl_conn_close(c);
+    }
+}
+
+static void on_write_done(uv_write_t *req, int status)
+{
+    sl_conn *c = req->data;
+    c->writing = false;
+    sl_buf_clear(&c->out_inflight);
+    if (status < 0) {
+        sl_conn_close(c);
+    } else {
+        sl_conn_flush(c);
+    }
+    sl_conn_release(c);
+}
+
+int sl_conn_write_raw(sl_conn *c, const void *p, size_t n)
+{
+    if (c->state == CONN_CLOSING) return SL_ECLOSED;
+    return sl_buf_append(&c->out, p, n);
+}
+
+void sl_conn_respond_error(sl_conn *c, int status, const char *why)
+{
+    char body[160];
+    int blen = snprintf(body, sizeof body, "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}", why);
+    char head[256];
+    int hlen = snprintf(head, sizeof head,
+                        "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n",
+                        status, sl_http_reason(status), blen);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->read_stopped = true;
+    sl_conn_write_raw(c, head, (size_t)hlen);
+    sl_conn_write_raw(c, body, (size_t)blen);
+    c->close_when_flushed = true;
+    c->state = CONN_DISPATCHED; /* parse nothing more */
+    uv_timer_stop(&c->timer);
+    sl_conn_flush(c);
+}
+
+/* "Date:" value, formatted at most once a second per thread. */
+static const char *http_date(void)
+{
+    static _Thread_local char buf[40];
+    static _Thread_local time_t last;
+    time_t now = time(NULL);
+    if (now != last) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        last = now;
+    }
+    return buf;
+}
+
+static int append_head(sl_hx *hx, sl_buf *o, int status, const sl_http_header *h, size_t n, int64_t clen)
+{
+    int rc = 0;
+    bool http10 = hx->req.minor_version == 0;
+    rc |= sl_buf_append_cstr(o, http10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    rc |= sl_buf_append_u64(o, (uint64_t)status);
+    rc |= sl_buf_append(o, " ", 1);
+    rc |= sl_buf_append_cstr(o, sl_http_reason(status));
+    rc |= sl_buf_append_cstr(o, "\r\ndate: ");
+    rc |= sl_buf_append_cstr(o, http_date());
+    rc |= sl_buf_append_cstr(o, "\r\nserver: sluice\r\n");
+    for (size_t i = 0; i < n; i++) {
+        rc |= sl_buf_append_str(o, h[i].name);
+        rc |= sl_buf_append(o, ": ", 2);
+        rc |= sl_buf_append_str(o, h[i].value);
+        rc |= sl_buf_append(o, "\r\n", 2);
+    }
+    if (clen >= 0) {
+        rc |= sl_buf_append_cstr(o, "content-length: ");
+        rc |= sl_buf_append_u64(o, (uint64_t)clen);
+        rc |= sl_buf_append(o, "\r\n", 2);
+    } else if (!http10) {
+        rc |= sl_buf_append_cstr(o, "transfer-encoding: chunked\r\n");
+    } else {
+        hx->close_after = true; /* HTTP/1.0: the end of the body is the end of the connection */
+    }
+    bool closing = hx->close_after || !hx->req.keep_alive || hx->conn->close_when_flushed || !hx->server->accepting;
+    if (closing) {
+        hx->close_after = true;
+        rc |= sl_buf_append_cstr(o, "connection: close\r\n");
+    } else if (http10) {
+        rc |= sl_buf_append_cstr(o, "connection: keep-alive\r\n");
+    }
+    rc |= sl_buf_append(o, "\r\n", 2);
+    return rc ? SL_ENOMEM : SL_OK;
+}
+
+int sl_hx_respond_head(sl_hx *hx, int status, const sl_http_header *headers, size_t n, int64_t content_length)
+{
+    if (hx->head_sent || hx->finished) return SL_EINVAL;
+    hx->head_sent = true;
+    hx->status = status;
+    if (hx->aborted) return SL_ECLOSED;
+    bool no_body = status == 204 || status == 304 || (status >= 100 && status < 200) ||
+                   sl_str_eq_lit(hx->req.method, "HEAD");
+    hx->chunked_out = content_length < 0 && hx->req.minor_version == 1 && !no_body;
+    hx->out_remaining = content_length;
+    int rc = append_head(hx, &hx->conn->out, status, headers, n, content_length);
+    if (rc) return rc;
+    sl_conn_flush(hx->conn);
+    return SL_OK;
+}
+
+int sl_hx_write(sl_hx *hx, const void *p, size_t n)
+{
+    if (hx->aborted || hx->conn->state == CONN_CLOSING) return SL_ECLOSED;
+    if (!hx->head_sent || hx->finished) return SL_EINVAL;
+    if (n == 0) return SL_OK;
+    sl_buf *o = &hx->conn->out;
+    int rc = 0;
+    if (hx->chunked_out) {
+        char size[20];
+        int k = snprintf(size, sizeof size, "%zx\r\n", n);
+        rc |= sl_buf_append(o, size, (size_t)k);
+        rc |= sl_buf_append(o, p, n);
+        rc |= sl_buf_append(o, "\r\n", 2);
+    } else {
+        if (hx->out_remaining >= 0) {
+            if ((int64_t)n > hx->out_remaining) return SL_EINVAL; /* more than announced */
+            hx->out_remaining -= (int64_t)n;
+        }
+        rc = sl_buf_append(o, p, n);
+    }
+    if (rc) return SL_ENOMEM;
+    sl_conn_flush(hx->conn);
+    return SL_OK;
+}
+
+int sl_hx_respond(sl_hx *hx, int status, const sl_http_header *headers, size_t n, const void *body, size_t len)
+{
+    if (hx->head_sent || hx->finished) return SL_EINVAL;
+    hx->head_sent = true;
+    hx->status = status;
+    hx->out_remaining = 0;
+    if (hx->aborted) return SL_ECLOSED;
+    sl_buf *o = &hx->conn->out;
+    int rc = append_head(hx, o, status, headers, n, (int64_t)len);
+    if (!rc && len && !sl_str_eq_lit(hx->req.method, "HEAD")) rc = sl_buf_append(o, body, len);
+    sl_conn_flush(hx->conn);
+    return rc;
+}
+
+size_t sl_hx_pending(const sl_hx *hx) { return hx->conn->out.len + hx->conn->out_inflight.len; }
+
+void sl_hx_on_drain(sl_hx *hx, sl_hx_cb cb, void *arg)
+{
+    hx->on_drain = cb;
+    hx->on_drain_arg = arg;
+}
+
+void sl_hx_on_abort(sl_hx *hx, sl_hx_cb cb, void *arg)
+{
+    hx->on_abort = cb;
+    hx->on_abort_arg = arg;
+}
+
+void sl_hx_finish(sl_hx *hx)
+{
+    if (hx->finished) return;
+    hx->finished = true;
+    sl_conn *c = hx->conn;
+    if (!hx->aborted && c->state != CONN_CLOSING) {
+        if (!hx->head_sent) {
+            static const sl_http_header none[1];
+            sl_hx_respond(hx, 500, none, 0, NULL, 0);
+        } else if (hx->chunked_out) {
+            sl_conn_write_raw(c, "0\r\n\r\n", 5);
+        } else if (hx->out_remaining > 0) {
+            hx->close_after = true; /* announced more than was written: the framing is broken, close */
+        }
+    }
+    sl_conn_exchange_done(c);
+}
