@@ -69,64 +69,11 @@ static uint64_t gw_rand(sl_gw_worker *gw)
 
 /* ---------------------------------------------------------------- errors */
 
-static const char *gemini_status_name(int status)
-{
-    switch (status) {
-    case 400: case 413: return "INVALID_ARGUMENT";
-    case 401: return "UNAUTHENTICATED";
-    case 403: return "PERMISSION_DENIED";
-    case 404: return "NOT_FOUND";
-    case 429: return "RESOURCE_EXHAUSTED";
-    case 503: return "UNAVAILABLE";
-    case 504: return "DEADLINE_EXCEEDED";
-    default: return "INTERNAL";
-    }
-}
-
-static const char *anthropic_error_type(int status, const char *type)
-{
-    switch (status) {
-    case 400: return "invalid_request_error";
-    case 401: return "authentication_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 413: return "request_too_large";
-    case 429: return "rate_limit_error";
-    case 503: case 529: return "overloaded_error";
-    default: return strcmp(type, "invalid_request_error") == 0 ? type : "api_error";
-    }
-}
-
 /* Builds an error body in protocol p (SPEC §3). */
 void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code, const char *msg, sl_buf *out);
 void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code, const char *msg, sl_buf *out)
 {
-    sl_jw w;
-    sl_jw_init(&w, out);
-    sl_jw_obj_begin(&w);
-    if (p == SL_PROTO_ANTHROPIC) {
-        sl_jw_key(&w, "type"), sl_jw_cstr(&w, "error");
-        sl_jw_key(&w, "error"), sl_jw_obj_begin(&w);
-        sl_jw_key(&w, "type"), sl_jw_cstr(&w, anthropic_error_type(status, type));
-        sl_jw_key(&w, "message"), sl_jw_cstr(&w, msg);
-        sl_jw_obj_end(&w);
-    } else if (p == SL_PROTO_GEMINI) {
-        sl_jw_key(&w, "error"), sl_jw_obj_begin(&w);
-        sl_jw_key(&w, "code"), sl_jw_int(&w, status);
-        sl_jw_key(&w, "message"), sl_jw_cstr(&w, msg);
-        sl_jw_key(&w, "status"), sl_jw_cstr(&w, gemini_status_name(status));
-        sl_jw_obj_end(&w);
-    } else {
-        sl_jw_key(&w, "error"), sl_jw_obj_begin(&w);
-        sl_jw_key(&w, "message"), sl_jw_cstr(&w, msg);
-        sl_jw_key(&w, "type"), sl_jw_cstr(&w, type);
-        sl_jw_key(&w, "param"), sl_jw_null(&w);
-        sl_jw_key(&w, "code");
-        if (code) sl_jw_cstr(&w, code);
-        else sl_jw_null(&w);
-        sl_jw_obj_end(&w);
-    }
-    sl_jw_obj_end(&w);
+    sl_xlat_error(p, status, type, code, sl_str_from_cstr(msg), out);
 }
 
 void sl_gw_common_headers(sl_gw_req *r, sl_http_header *h, size_t *n, size_t cap)
