@@ -63,6 +63,7 @@ typedef struct sl_gw_req {
     sl_sse_parser sse;
     sl_xlat_stream *xs;           /* stream translator / filter (NULL on the OpenAI fast path) */
     bool stream_done;             /* the upstream stream's terminal event was seen */
+    bool stream_started;          /* the upstream stream's first token event was seen (proxy.c preamble) */
     sl_buf resp;                  /* buffered non-stream response body */
     bool client_head_sent;
     bool paused;

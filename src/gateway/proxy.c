@@ -249,6 +249,65 @@ static int up_on_head(void *ud, int status, const sl_http_header *h, size_t n)
     return SL_OK;
 }
 
+/*
+ * Until the first token, a stream's events are held back (in r->resp) and
+ * only scanned: the preamble a provider sends at once (OpenAI's role chunk,
+ * Anthropic's message_start and ping, Responses' response.created) says
+ * nothing about whether tokens will come. When the first event that carries
+ * output (or an error, or the end) arrives, the caller gets its head and
+ * everything held is replayed; until then the attempt may still be retried
+ * and the first-token deadline runs.
+ */
+#define SL_PREAMBLE_MAX (64u << 10) /* a longer preamble is taken as the start of the answer */
+
+static bool has_nonempty(sl_str data, const char *key)
+{
+    size_t kl = strlen(key);
+    for (const char *p = data.p, *end = data.p + data.n; (p = memmem(p, (size_t)(end - p), key, kl)); p += kl) {
+        const char *v = p + kl;
+        while (v < end && (*v == ' ' || *v == ':')) v++;
+        if (v < end && *v != 'n' && !(v + 1 < end && v[0] == '"' && v[1] == '"') && *v != '[' && *v != '{') return true;
+        if (v + 1 < end && *v == '[' && v[1] != ']') return true;
+    }
+    return false;
+}
+
+static bool is_first_token(sl_gw_req *r, sl_str event, sl_str data)
+{
+    if (r->target->provider->proto == SL_PROTO_GEMINI) return true; /* every event carries candidates */
+    if (event.n) /* Anthropic, Responses: content_block_delta, message_delta, response.output_text.delta, error, ... */
+        return memmem(event.p, event.n, "delta", 5) || sl_str_eq_lit(event, "error") ||
+               sl_str_eq_lit(event, "message_stop") || sl_str_starts_with(event, SL_STR("response.completed")) ||
+               sl_str_starts_with(event, SL_STR("response.failed")) || sl_str_starts_with(event, SL_STR("response.incomplete"));
+    if (!data.n || data.p[0] != '{') return true; /* [DONE] or something we do not know: not a preamble */
+    return has_nonempty(data, "\"content\"") || has_nonempty(data, "\"reasoning_content\"") ||
+           has_nonempty(data, "\"tool_calls\"") || has_nonempty(data, "\"finish_reason\"") ||
+           memmem(data.p, data.n, "\"error\"", 7) || has_nonempty(data, "\"refusal\"");
+}
+
+static int scan_event(void *ud, sl_str event, sl_str data)
+{
+    sl_gw_req *r = ud;
+    if (is_first_token(r, event, data)) r->stream_started = true;
+    return SL_OK;
+}
+
+static int hold_preamble(sl_gw_req *r, const char *p, size_t n)
+{
+    size_t from = r->resp.len;
+    int rc = sl_buf_append(&r->resp, p, n);
+    if (rc) return rc;
+    rc = sl_sse_feed(&r->sse, r->resp.p + from, n, scan_event, r);
+    if (rc != SL_OK && rc != SL_ECLOSED) return rc;
+    if (!r->stream_started && r->resp.len < SL_PREAMBLE_MAX) return SL_OK;
+    /* go: replay what was held through a fresh parser; the first event sends the caller's head */
+    sl_sse_free(&r->sse);
+    sl_sse_init(&r->sse, 8u << 20);
+    rc = sl_sse_feed(&r->sse, r->resp.p, r->resp.len, on_sse_event, r);
+    sl_buf_clear(&r->resp);
+    return rc == SL_OK || rc == SL_ECLOSED ? SL_OK : rc;
+}
+
 static int up_on_data(void *ud, const char *p, size_t n)
 {
     sl_gw_req *r = ud;
@@ -256,6 +315,7 @@ static int up_on_data(void *ud, const char *p, size_t n)
         int rc = sl_buf_append(&r->resp, p, n);
         return rc == SL_OK ? SL_OK : rc;
     }
+    if (!r->client_head_sent) return hold_preamble(r, p, n);
     if (sl_hx_pending(r->hx) > SL_HX_HIGH_WATER) {
         r->paused = true;
         sl_hx_on_drain(r->hx, on_client_drain, r);
@@ -518,6 +578,7 @@ void sl_proxy_attempt(sl_gw_req *r)
     const sl_provider_cfg *p = r->target->provider;
     r->up_status = 0;
     r->up_is_sse = false;
+    r->stream_started = false;
     sl_buf_clear(&r->resp);
     if (!same_proto(r) && r->api != SL_API_CHAT && r->api != SL_API_MESSAGES && r->api != SL_API_GEMINI) {
         sl_gw_error(r, 404, "invalid_request_error", "unsupported_endpoint",
