@@ -306,7 +306,8 @@ static void write_tool(sl_jw *w, const sl_mcp_tool_cfg *t)
     sl_jw_obj_begin(w);
     sl_jw_key(w, "name"), sl_jw_cstr(w, t->name);
     if (t->title) sl_jw_key(w, "title"), sl_jw_cstr(w, t->title);
-    if (t->description) sl_jw_key(w, "description"), sl_jw_cstr(w, t->description);
+    /* Optional in the spec, but clients show it to the model: the name stands in. */
+    sl_jw_key(w, "description"), sl_jw_cstr(w, t->description ? t->description : t->name);
     sl_jw_key(w, "inputSchema"), sl_jw_raw(w, sl_str_from_cstr(t->input_schema ? t->input_schema : "{\"type\":\"object\"}"));
     if (t->output_schema) sl_jw_key(w, "outputSchema"), sl_jw_raw(w, sl_str_from_cstr(t->output_schema));
     sl_jw_obj_end(w);

@@ -379,7 +379,9 @@ static void on_up_done(void *ud, int status, sl_str sid, const char *err)
         return;
     }
     if (err || (status && (status < 200 || status >= 300))) {
-        upstream_failed(op, err ? err : "HTTP error status");
+        char st[48];
+        snprintf(st, sizeof st, "HTTP status %d", status);
+        upstream_failed(op, err ? err : st);
         return;
     }
     switch (op->step) {
@@ -412,9 +414,9 @@ static void on_up_done(void *ud, int status, sl_str sid, const char *err)
 
 static bool build_main(pop *op)
 {
-    sl_buf_clear(&op->body);
     switch (op->kind) {
     case P_LIST: {
+        sl_buf_clear(&op->body);
         op->want = SL_STR(LIST_ID);
         sl_jw w;
         sl_jw_init(&w, &op->body);
