@@ -598,11 +598,11 @@ static void run_in_session(mcp_x *x)
     sl_gw_req *r = x->r;
     sl_str pv = header(r, "mcp-protocol-version");
     if (pv.n && !sl_mcp_version_supported(pv)) {
-        http_rpc_error(r, 400, SL_MCP_ERR_SERVER, "Bad Request: Unsupported protocol version: %.*s (supported: %s, %s, %s)",
-                       (int)SL_MIN(pv.n, 40), pv.p, sl_mcp_versions[0], sl_mcp_versions[1], sl_mcp_versions[2]);
+        http_rpc_error(r, 400, SL_MCP_ERR_SERVER, "Bad Request: Unsupported protocol version: %.*s (supported: %s to %s)",
+                       (int)SL_MIN(pv.n, 40), pv.p, sl_mcp_versions[0], sl_mcp_versions[sl_mcp_nversions - 1]);
         return;
     }
-    if (x->batch && strcmp(x->sess.version, "2025-03-26") != 0) {
+    if (x->batch && strcmp(x->sess.version, "2025-03-26") != 0 && strcmp(x->sess.version, "2024-11-05") != 0) {
         http_rpc_error(r, 400, SL_JSONRPC_INVALID_REQUEST,
                        "Invalid Request: JSON-RPC batches are not supported in protocol version %s", x->sess.version);
         return;

@@ -8,7 +8,8 @@
 
 #include "mcp/mcp_int.h"
 
-const char *const sl_mcp_versions[] = {"2025-03-26", "2025-06-18", "2025-11-25"};
+/* 2024-11-05 is the revision of the legacy HTTP+SSE transport, kept for its clients. */
+const char *const sl_mcp_versions[] = {"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"};
 const size_t sl_mcp_nversions = SL_ARRAY_LEN(sl_mcp_versions);
 
 bool sl_mcp_version_supported(sl_str v)
