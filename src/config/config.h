@@ -148,6 +148,7 @@ typedef struct sl_config {
     size_t nproviders;
     sl_model_cfg *models;
     size_t nmodels;
+    struct sl_mcp_cfg *mcp;  /* section mcp (src/mcp/mcp.h); never NULL after loading */
 } sl_config;
 
 /*

@@ -12,6 +12,7 @@
 #include "gateway/accesslog.h"
 #include "gateway/metrics.h"
 #include "filters/filter.h"
+#include "mcp/mcp.h"
 
 /* ---------------------------------------------------------------- worker state */
 
@@ -328,6 +329,10 @@ void sl_gateway_handle(sl_hx *hx, void *worker)
     make_request_id(r);
     sl_hx_on_abort(hx, on_client_abort, r);
 
+    if (sl_str_starts_with(hx->req.path, SL_STR("/mcp/"))) {
+        sl_mcp_handle(r); /* MCP speaks JSON-RPC, not an LLM protocol: src/mcp/ */
+        return;
+    }
     bool known = false;
     sl_str path_model = SL_STR_NULL;
     const route *rt = find_route(hx->req.method, hx->req.path, &known, &path_model);
