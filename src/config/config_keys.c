@@ -499,5 +499,7 @@ const sl_csection *const sl_config_sections[] = {
     &server_section, &limits_section, &provider_section, &timeouts_section,
     &model_section,  &target_section, &retry_section,    &model_defaults_section,
     &health_check_section, &outlier_section,
+    &sl_mcp_section, &sl_mcp_server_section, &sl_mcp_auth_section, &sl_mcp_upstream_section, &sl_mcp_tool_section,
+    &sl_mcp_arg_section, &sl_mcp_request_section, &sl_mcp_response_section, &sl_mcp_error_section,
 };
 const size_t sl_config_nsections = SL_ARRAY_LEN(sl_config_sections);
