@@ -96,7 +96,7 @@ export async function startRestService({ apiKey = 'pet-key-123' } = {}) {
         const city = u.searchParams.get('city') || '';
         return send(200, { city, current: { temp: city.length * 3, unit: 'C' }, tags: ['a', 'b'] });
       }
-      if (p === '/echo') return send(200, { method: req.method, query: Object.fromEntries(u.searchParams), headers: req.headers, body: json ?? body });
+      if (p === '/echo' || p.startsWith('/echo/')) return send(200, { method: req.method, query: Object.fromEntries(u.searchParams), headers: req.headers, body: json ?? body });
       if (p === '/fail') return send(503, { message: 'service is down for maintenance', code: 'maint' });
       if (p === '/text') return send(200, 'plain words', 'text/plain');
       if (p === '/slow') {
@@ -290,7 +290,7 @@ export async function connect(url, transport = 'http', { headers = {} } = {}) {
   const client = new Client({ name: 'sluice-e2e', version: '1.0.0' });
   const t =
     transport === 'sse'
-      ? new SSEClientTransport(new URL(url), { requestInit: { headers }, eventSourceInit: { fetch: (u, init) => fetch(u, { ...init, headers: { ...init?.headers, ...headers } }) } })
+      ? new SSEClientTransport(new URL(url), { requestInit: { headers } })
       : new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
   await client.connect(t);
   return client;
