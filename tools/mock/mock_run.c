@@ -34,8 +34,9 @@ static void step(sl_mock_run *r);
 int sl_mock_piece_begin(sl_mock_run *r, sl_mock_piece_kind kind)
 {
     if (r->npieces == r->cap_pieces) {
-        size_t cap = r->cap_pieces ? r->cap_pieces * 2 : 32;
-        if (cap > SL_MOCK_MAX_TOKENS + 64) return SL_ELIMIT;
+        const size_t max = SL_MOCK_MAX_TOKENS + 64; /* tokens plus the few framing events */
+        if (r->cap_pieces >= max) return SL_ELIMIT;
+        size_t cap = SL_MIN(r->cap_pieces ? r->cap_pieces * 2 : 32, max);
         sl_mock_piece *p = sl_realloc(r->pieces, cap * sizeof *p);
         if (!p) return SL_ENOMEM;
         r->pieces = p;
