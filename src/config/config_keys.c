@@ -449,11 +449,13 @@ const sl_ctop sl_config_top[] = {
     {"server", parse_server},
     {"providers", parse_providers},
     {"models", parse_models},
+    {"telemetry", sl_cfg_parse_telemetry},
 };
 const size_t sl_config_ntop = SL_ARRAY_LEN(sl_config_top);
 
 const sl_csection *const sl_config_sections[] = {
     &server_section, &limits_section, &provider_section, &timeouts_section,
     &model_section,  &target_section, &retry_section,    &model_defaults_section,
+    &sl_telemetry_section, &sl_telemetry_metrics_section, &sl_telemetry_traces_section,
 };
 const size_t sl_config_nsections = SL_ARRAY_LEN(sl_config_sections);
