@@ -9,9 +9,8 @@
 #include <stdio.h>
 
 #include "core/log.h"
-#include "gateway/accesslog.h"
-#include "gateway/metrics.h"
 #include "filters/filter.h"
+#include "telemetry/telemetry.h"
 
 /* ---------------------------------------------------------------- worker state */
 
@@ -172,8 +171,7 @@ void sl_gw_finish(sl_gw_req *r)
     r->rec.attempts = r->attempts;
     r->rec.request_id = sl_str_from_cstr(r->request_id);
     sl_filters_run_done(r);
-    sl_accesslog_write(&r->rec);
-    sl_metrics_record(w, &r->rec);
+    sl_telemetry_finish(r); /* access log, metrics, spans */
     sl_buf_free(&r->up_body);
     sl_buf_free(&r->resp);
     sl_sse_free(&r->sse);
@@ -433,6 +431,7 @@ void sl_gateway_handle(sl_hx *hx, void *worker)
     sl_sse_init(&r->sse, 8u << 20);
     atomic_fetch_add(&w->inflight, 1);
     make_request_id(r);
+    sl_telemetry_begin(r);
     sl_hx_on_abort(hx, on_client_abort, r);
 
     bool known = false;

@@ -24,6 +24,7 @@
 #include "gateway/gateway.h"
 #include "protocols/xlat_ir.h"
 #include "providers/providers.h"
+#include "telemetry/telemetry.h"
 
 void sl_gw_pick_target(sl_gw_req *r);
 const char *sl_gw_next_key(sl_gw_req *r, const sl_provider_cfg *p);
@@ -385,6 +386,7 @@ static void up_on_done(void *ud, const sl_up_result *res)
 {
     sl_gw_req *r = ud;
     r->up = NULL;
+    sl_telemetry_attempt_end(r, res);
     if (res->error != SL_UP_OK) {
         if (can_retry(r) && error_retryable(r, res)) {
             retry(r);
@@ -459,6 +461,7 @@ static void start_attempt(sl_gw_req *r)
     }
     if (call.nheaders < SL_ARRAY_LEN(call.headers))
         call.headers[call.nheaders++] = (sl_http_header){SL_STR("x-request-id"), sl_str_from_cstr(r->request_id)};
+    sl_telemetry_attempt_start(r, call.headers, &call.nheaders, SL_ARRAY_LEN(call.headers));
     sl_sse_free(&r->sse);
     sl_sse_init(&r->sse, 8u << 20);
     sl_xlat_stream_free(r->xs);
