@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdio.h>
 
+#include "balance/failover.h"
 #include "telemetry/export.h"
 #include "telemetry/series.h"
 #include "telemetry/trace.h"
@@ -63,7 +64,7 @@ static sl_family usage = {
     .nbounds = SL_ARRAY_LEN(token_bounds)};
 
 static sl_family *const families[] = {&requests, &tokens, &cost, &attempts, &rejections,
-                                      &ttft,     &tpot,   &duration, &usage, &healthy};
+                                      &ttft,     &tpot,   &duration, &usage};
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static size_t want_cap = 1000;
@@ -72,7 +73,7 @@ static bool init_ok;
 
 static void init_families(void)
 {
-    init_ok = true;
+    init_ok = sl_family_init(&healthy, want_cap) == SL_OK;
     for (size_t i = 0; i < SL_ARRAY_LEN(families); i++)
         if (sl_family_init(families[i], want_cap) != SL_OK) init_ok = false;
 }
@@ -161,6 +162,39 @@ void sl_metrics_set_upstream_healthy(sl_str provider, uint32_t key_index, bool o
     sl_family_set(&healthy, sl_family_series(&healthy, v, 2), ok ? 1 : 0);
 }
 
+/*
+ * sluice_upstream_healthy: the balancer's view, pulled at scrape time (so a provider removed by a reload
+ * disappears), plus any row set through sl_metrics_set_upstream_healthy that the balancer does not report.
+ */
+static int render_health(sl_runtime *rt, sl_buf *out)
+{
+    enum { MAX_ROWS = 4096 };
+    sl_health_entry *rows = rt ? sl_calloc(MAX_ROWS, sizeof(*rows)) : NULL;
+    size_t n = rows ? sl_health_snapshot(rt, rows, MAX_ROWS) : 0;
+    int rc = sl_buf_appendf(out, "# HELP %s %s\n# TYPE %s gauge\n", healthy.name, healthy.help, healthy.name);
+    for (size_t i = 0; i < n && rc == SL_OK; i++) {
+        rc = sl_buf_append_cstr(out, "sluice_upstream_healthy{provider=\"");
+        if (rc == SL_OK) rc = sl_prom_label_value(out, sl_str_from_cstr(rows[i].provider));
+        if (rc == SL_OK)
+            rc = sl_buf_appendf(out, "\",key_index=\"%u\"} %d\n", rows[i].key_index, rows[i].healthy ? 1 : 0);
+    }
+    for (size_t i = 0; healthy.slots && i < healthy.nslots && rc == SL_OK; i++) {
+        const sl_series *s = atomic_load_explicit(&healthy.slots[i], memory_order_acquire);
+        if (!s) continue;
+        bool dup = false; /* key: <len>provider<len>index */
+        for (size_t j = 0; j < n && !dup; j++) {
+            char idx[16];
+            int k = snprintf(idx, sizeof idx, "%u", rows[j].key_index);
+            size_t pl = strlen(rows[j].provider);
+            dup = s->keylen == 2 + pl + (size_t)k && (size_t)(unsigned char)s->key[0] == pl &&
+                  memcmp(s->key + 1, rows[j].provider, pl) == 0 && memcmp(s->key + 2 + pl, idx, (size_t)k) == 0;
+        }
+        if (!dup) rc = sl_buf_appendf(out, "%s{%s} %d\n", healthy.name, s->labels, sl_family_value(&healthy, s->index) != 0);
+    }
+    sl_free(rows);
+    return rc;
+}
+
 static int render_trace_stats(sl_buf *out)
 {
     sl_trace_stats s;
@@ -188,6 +222,7 @@ int sl_metrics_render(sl_runtime *rt, sl_buf *out)
                                  "# TYPE sluice_inflight_requests gauge\nsluice_inflight_requests %llu\n",
                             (unsigned long long)inflight);
     for (size_t i = 0; i < SL_ARRAY_LEN(families) && rc == SL_OK; i++) rc = sl_family_render(families[i], out);
+    if (rc == SL_OK) rc = render_health(rt, out);
     if (rc == SL_OK) rc = render_trace_stats(out);
     return rc;
 }
