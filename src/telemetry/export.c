@@ -11,6 +11,7 @@
 
 #define MAX_EXPORT_HEADERS 40
 #define MAX_BODY (64u << 20)
+#define STOP_MAX_MS 2000 /* on exit, queued spans get at most this long to leave */
 
 typedef struct item {
     struct item *next;
@@ -229,8 +230,24 @@ static void flush(void)
     if (!ex.req && stopping) flush();
 }
 
+/* Stopping and out of time: the export in flight is given up (its spans counted as dropped). */
+static void give_up_in_flight(void)
+{
+    if (!ex.req || !atomic_load(&ex.stop) || uv_hrtime() <= ex.stop_deadline) return;
+    sl_up_req_cancel(ex.req);
+    ex.req = NULL;
+    atomic_fetch_add(&st_drop_fail, ex.req_spans);
+    sl_config_release(ex.req_cfg);
+    ex.req_cfg = NULL;
+}
+
 static void on_timer(uv_timer_t *t)
 {
+    if (atomic_load(&ex.stop)) {
+        give_up_in_flight();
+        flush();
+        return;
+    }
     sl_config *cfg = current_cfg();
     if (cfg) {
         uint64_t iv = cfg->telemetry.traces.flush_interval_ms;
@@ -248,9 +265,10 @@ static void on_wake(uv_async_t *a)
 {
     if (atomic_load(&ex.stop) && !ex.stop_deadline) {
         sl_config *cfg = current_cfg();
-        uint64_t ms = cfg ? cfg->telemetry.traces.timeout_ms : 1000;
+        uint64_t ms = cfg ? SL_MIN(cfg->telemetry.traces.timeout_ms, STOP_MAX_MS) : 1000;
         if (cfg) sl_config_release(cfg);
         ex.stop_deadline = uv_hrtime() + ms * 1000000ull;
+        uv_timer_start(&ex.timer, on_timer, 20, 20); /* checks the deadline while an export is in flight */
     }
     flush();
 }
