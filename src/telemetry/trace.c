@@ -314,7 +314,7 @@ static void request_span(sl_jw *w, const sl_trace_req *t, const sl_req_record *r
     if (r->cache) attr_str(w, "sluice.cache", sl_str_from_cstr(r->cache));
     if (r->status >= 400) attr_str(w, "error.type", sl_str_from_cstr(error_type(r->status)));
     sl_jw_arr_end(w);
-    span_status(w, r->status >= 500 || r->error.n, r->error);
+    span_status(w, r->status >= 500, r->error); /* a caller's mistake (4xx) is not a server error */
     sl_jw_obj_end(w);
     SL_UNUSED(a);
 }
