@@ -116,6 +116,11 @@ telemetry:
 after(async () => {
   for (const p of procs) p.kill('SIGTERM');
   await Promise.all(procs.map((p) => (p.exitCode !== null ? null : new Promise((r) => p.on('exit', r)))));
+  for (const p of procs) {
+    // a clean exit on SIGTERM, and nothing from the sanitizers when run against build/asan
+    assert.doesNotMatch(p.out, /AddressSanitizer|runtime error|LeakSanitizer/);
+    assert.equal(p.exitCode, 0, p.out.slice(-2000));
+  }
   receiver?.close();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });

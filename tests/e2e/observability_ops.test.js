@@ -89,6 +89,11 @@ function chat(gw, id, headers = {}) {
 after(async () => {
   for (const p of procs) if (p.exitCode === null) p.kill('SIGTERM');
   await Promise.all(procs.map((p) => (p.exitCode !== null ? null : new Promise((r) => p.on('exit', r)))));
+  for (const p of procs) {
+    // a clean exit on SIGTERM, and nothing from the sanitizers when run against build/asan
+    assert.doesNotMatch(p.out, /AddressSanitizer|runtime error|LeakSanitizer/);
+    assert.equal(p.exitCode, 0, p.out.slice(-2000));
+  }
   for (const s of servers) s.close();
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
