@@ -4,6 +4,7 @@
  *   sluice [-c FILE]            run the gateway
  *   sluice --check [-c FILE]    validate the configuration and exit
  *   sluice --version            version and build flags
+ *   sluice openapi2mcp SPEC     MCP server config (YAML) from an OpenAPI 3 document
  *
  * Without -c: ./sluice.yaml if it exists, else the built-in default.
  */
@@ -21,6 +22,7 @@
 #include "gateway/runtime.h"
 #include "http/upstream.h"
 #include "telemetry/telemetry.h"
+#include "mcp/mcp.h"
 
 #include <curl/curl.h>
 
@@ -41,6 +43,7 @@ typedef struct app {
 static void usage(FILE *f)
 {
     fputs("usage: sluice [-c FILE] [--check] [--version]\n"
+          "       sluice openapi2mcp SPEC [--prefix P] [--name N] [--base-url URL]\n"
           "  -c, --config FILE   configuration (default ./sluice.yaml, else built-in)\n"
           "      --check         validate the configuration and exit (0 ok, 1 errors)\n"
           "  -v, --version       print version and build flags\n",
@@ -125,6 +128,7 @@ static void watch_signal(app *a, uv_signal_t *h, uv_signal_cb cb, int signum)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "openapi2mcp")) return sl_openapi2mcp_main(argc - 2, argv + 2);
     cli c;
     if (parse_cli(argc, argv, &c) != 0) return 2;
     if (c.version) {

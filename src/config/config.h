@@ -174,6 +174,7 @@ typedef struct sl_config {
     sl_model_cfg *models;
     size_t nmodels;
     sl_telemetry_cfg telemetry;
+    struct sl_mcp_cfg *mcp;  /* section mcp (src/mcp/mcp.h); never NULL after loading */
 } sl_config;
 
 /*

@@ -9,6 +9,8 @@
 #include "config/config_keys.h"
 
 #include <arpa/inet.h>
+
+#include "mcp/mcp.h"
 #include <stdio.h>
 
 #define ARR(a) a, SL_ARRAY_LEN(a)
@@ -490,6 +492,7 @@ const sl_ctop sl_config_top[] = {
     {"providers", parse_providers},
     {"models", parse_models},
     {"telemetry", sl_cfg_parse_telemetry},
+    {"mcp", sl_mcp_parse_config},
 };
 const size_t sl_config_ntop = SL_ARRAY_LEN(sl_config_top);
 

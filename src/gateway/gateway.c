@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "filters/filter.h"
 #include "telemetry/telemetry.h"
+#include "mcp/mcp.h"
 
 /* ---------------------------------------------------------------- worker state */
 
@@ -327,6 +328,10 @@ void sl_gateway_handle(sl_hx *hx, void *worker)
     sl_telemetry_begin(r);
     sl_hx_on_abort(hx, on_client_abort, r);
 
+    if (sl_str_starts_with(hx->req.path, SL_STR("/mcp/"))) {
+        sl_mcp_handle(r); /* MCP speaks JSON-RPC, not an LLM protocol: src/mcp/ */
+        return;
+    }
     bool known = false;
     sl_str path_model = SL_STR_NULL;
     const route *rt = find_route(hx->req.method, hx->req.path, &known, &path_model);
