@@ -32,6 +32,7 @@ TEST_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 TEST_BINS := $(TEST_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_HELPERS := $(filter-out $(TEST_SRCS),$(wildcard tests/unit/*.c))
 
+# `make V=1` shows the full commands.
 .PHONY: all deps run test test-unit test-e2e test-fuzz asan bench bench-lb clean check-banned fmt
 
 all: $(BUILD)/sluice $(BUILD)/sluice-mock
@@ -39,23 +40,29 @@ all: $(BUILD)/sluice $(BUILD)/sluice-mock
 deps:
 	@scripts/install-deps.sh
 
+Q := $(if $(V),,@)
+
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(V),,echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libsluice.a: $(LIB_OBJS)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/sluice: $(BUILD)/obj/src/main.o $(BUILD)/libsluice.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/sluice-mock: $(MOCK_OBJS) $(BUILD)/libsluice.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(TEST_HELPERS) $(BUILD)/libsluice.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(TEST_HELPERS) $(BUILD)/libsluice.a $(LDLIBS) -lcmocka $(LDFLAGS)
+	@$(if $(V),,echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(TEST_HELPERS) $(BUILD)/libsluice.a $(LDLIBS) -lcmocka $(LDFLAGS)
 
 unit-bins: $(TEST_BINS)
 
@@ -65,7 +72,7 @@ asan:
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all unit-bins
 
 check-banned:
-	@! grep -rnE '\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol)[[:space:]]*\(' src tools --include='*.c' --include='*.h' \
+	@! grep -rnE '\b(strcpy|strcat|sprintf|vsprintf|gets|atoi|atol)[[:space:]]*\(' $(wildcard src tools) --include='*.c' --include='*.h' \
 	  || { echo "banned function used (ARCHITECTURE.md habit 11)"; exit 1; }
 
 run: deps all

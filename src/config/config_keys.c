@@ -9,6 +9,8 @@
 #include "config/config_keys.h"
 
 #include <arpa/inet.h>
+
+#include "mcp/mcp.h"
 #include <stdio.h>
 
 #define ARR(a) a, SL_ARRAY_LEN(a)
@@ -156,16 +158,15 @@ static void parse_base_url(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n,
         return;
     }
     sl_str u = sl_str_trim(n->val);
-    if (!sl_str_starts_with(u, SL_STR("http://")) && !sl_str_starts_with(u, SL_STR("https://")))
-        {
+    if (!sl_str_starts_with(u, SL_STR("http://")) && !sl_str_starts_with(u, SL_STR("https://"))) {
         sl_cfg_error(ctx, n, "%s: must start with http:// or https://", ctx->path);
         return;
     }
-    for (size_t i = 0; i < u.n; i++)
-        if ((unsigned char)u.p[i] <= ' ' || u.p[i] == 0x7f)
-            {
-        sl_cfg_error(ctx, n, "%s: must not contain spaces or control characters", ctx->path);
-        return;
+    for (size_t i = 0; i < u.n; i++) {
+        if ((unsigned char)u.p[i] <= ' ' || u.p[i] == 0x7f) {
+            sl_cfg_error(ctx, n, "%s: must not contain spaces or control characters", ctx->path);
+            return;
+        }
     }
     while (u.n > 8 && u.p[u.n - 1] == '/') u.n--; /* paths are appended as "/chat/completions" */
     p->base_url = sl_cfg_strdup(ctx, u);
@@ -258,12 +259,12 @@ static void parse_retry_on(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n,
     }
     if (total && !(r->on_status = sl_cfg_calloc(ctx, total, sizeof *r->on_status))) return;
     for (const sl_ynode *it = one ? one : n->first; it; it = one ? NULL : it->next) {
-        uint64_t st;
+        uint64_t st = 0;
         if (it->kind == SL_YN_SCALAR && sl_str_eq_lit(it->val, "timeout")) {
             r->on_flags |= SL_RETRY_ON_TIMEOUT;
         } else if (it->kind == SL_YN_SCALAR && sl_str_eq_lit(it->val, "connect")) {
             r->on_flags |= SL_RETRY_ON_CONNECT;
-        } else if (it->kind != SL_YN_SCALAR || sl_str_to_u64(it->val, UINT64_MAX, &st) == SL_EINVAL) {
+        } else if (it->kind != SL_YN_SCALAR || sl_cfg_number(it->val, &st) == SL_EINVAL) {
             sl_cfg_error(ctx, it, "%s: expected an HTTP status (400-599), timeout or connect", ctx->path);
         } else if (st < 400 || st > 599) {
             sl_cfg_error(ctx, it, "%s: must be between 400 and 599", ctx->path);
@@ -334,10 +335,22 @@ static const sl_ckey timeouts_keys[] = {
 };
 static const sl_csection timeouts_section = {"providers[].timeouts", ARR(timeouts_keys)};
 
+static const sl_ckey health_check_keys[] = {
+    {.name = "path", .type = SL_CK_STRING, .offset = OFF(sl_health_check_cfg, path),
+     .doc = "Path probed with GET under base_url (e.g. /models); absent = no active checks."},
+    {.name = "interval_ms", .type = SL_CK_DURATION, .offset = OFF(sl_health_check_cfg, interval_ms), .min = 100,
+     .max = 3600000, .def = "10000", .doc = "Time between two probes (each worker probes on its own)."},
+    {.name = "timeout_ms", .type = SL_CK_DURATION, .offset = OFF(sl_health_check_cfg, timeout_ms), .min = 1,
+     .max = 600000, .def = "2000", .doc = "A probe not answered within this is a failure."},
+    {.name = "unhealthy_after", .type = SL_CK_UINT, .offset = OFF(sl_health_check_cfg, unhealthy_after), .min = 1,
+     .max = 100, .def = "2", .doc = "Failed probes in a row that take the provider out; one good probe brings it back."},
+};
+static const sl_csection health_check_section = {"providers[].health_check", ARR(health_check_keys)};
+
 static const sl_ckey provider_keys[] = {
     {.name = "name", .type = SL_CK_STRING, .offset = OFF(sl_provider_cfg, name), .required = true,
      .doc = "Unique name (letters, digits, - _ .), used by models[].targets[].provider and in metrics."},
-    {.name = "type", .type = SL_CK_CUSTOM, .parse = parse_provider_type, .required = true, .type_doc = "enum",
+    {.name = "type", .type = SL_CK_CUSTOM, .parse = parse_provider_type, .required = true, .type_doc = "provider type",
      .doc = "Provider type (table below); decides wire protocol, auth header and default base_url."},
     {.name = "base_url", .type = SL_CK_CUSTOM, .parse = parse_base_url, .type_doc = "URL",
      .doc = "API root, trailing '/' removed; defaults per type; required for azure and openai-compatible."},
@@ -352,6 +365,11 @@ static const sl_ckey provider_keys[] = {
      .doc = "Upstream timeouts, below."},
     {.name = "max_connections", .type = SL_CK_UINT, .offset = OFF(sl_provider_cfg, max_connections), .min = 1,
      .max = 100000, .def = "1024", .doc = "Connections open to this provider at once (per process)."},
+    {.name = "key_cooldown_ms", .type = SL_CK_DURATION, .offset = OFF(sl_provider_cfg, key_cooldown_ms), .min = 1,
+     .max = 86400000, .def = "30000",
+     .doc = "A key answered 401, 403 or 429 is benched this long (doubling while it keeps failing); retry-after wins."},
+    {.name = "health_check", .type = SL_CK_SECTION, .offset = OFF(sl_provider_cfg, health_check),
+     .sub = &health_check_section, .doc = "Optional active health checks, below."},
 };
 static const sl_csection provider_section = {"providers[]", ARR(provider_keys)};
 
@@ -371,6 +389,17 @@ static const sl_ckey retry_keys[] = {
     {.name = "on", .type = SL_CK_CUSTOM, .parse = parse_retry_on, .max_items = 64,
      .def = "[429, 500, 502, 503, 504, timeout, connect]", .type_doc = "list of status or word",
      .doc = "What is retried: HTTP statuses 400-599, timeout, connect (connection failed)."},
+    {.name = "backoff_ms", .type = SL_CK_DURATION, .offset = OFF(sl_retry_cfg, backoff_ms), .min = 0, .max = 60000,
+     .def = "100", .doc = "Base of the jittered exponential backoff before trying the same target again."},
+    {.name = "max_backoff_ms", .type = SL_CK_DURATION, .offset = OFF(sl_retry_cfg, max_backoff_ms), .min = 0,
+     .max = 600000, .def = "2000", .doc = "Cap of that backoff."},
+    {.name = "max_retry_after_ms", .type = SL_CK_DURATION, .offset = OFF(sl_retry_cfg, max_retry_after_ms), .min = 0,
+     .max = 600000, .def = "10000",
+     .doc = "Longest upstream retry-after the gateway waits out; longer ones end the request (or move to a fallback)."},
+    {.name = "budget_percent", .type = SL_CK_UINT, .offset = OFF(sl_retry_cfg, budget_percent), .min = 0, .max = 100,
+     .def = "20", .doc = "Retries may be at most this share of this model's requests (per worker, last 10 s)."},
+    {.name = "budget_min", .type = SL_CK_UINT, .offset = OFF(sl_retry_cfg, budget_min), .min = 0, .max = 1000000,
+     .def = "10", .doc = "Retries always allowed per worker in those 10 s, whatever the share."},
 };
 static const sl_csection retry_section = {"models[].retry", ARR(retry_keys)};
 
@@ -380,6 +409,16 @@ static const sl_ckey model_defaults_keys[] = {
 };
 static const sl_csection model_defaults_section = {"models[].defaults", ARR(model_defaults_keys)};
 
+static const sl_ckey outlier_keys[] = {
+    {.name = "consecutive_failures", .type = SL_CK_UINT, .offset = OFF(sl_outlier_cfg, consecutive_failures), .min = 0,
+     .max = 1000, .def = "5", .doc = "Failures in a row (5xx, timeout, connect, broken stream) that eject a target; 0 = never."},
+    {.name = "base_ejection_ms", .type = SL_CK_DURATION, .offset = OFF(sl_outlier_cfg, base_ejection_ms), .min = 1,
+     .max = 86400000, .def = "10000", .doc = "First ejection; each ejection in a row doubles it."},
+    {.name = "max_ejection_ms", .type = SL_CK_DURATION, .offset = OFF(sl_outlier_cfg, max_ejection_ms), .min = 1,
+     .max = 86400000, .def = "300000", .doc = "Cap of the ejection time."},
+};
+static const sl_csection outlier_section = {"models[].outlier", ARR(outlier_keys)};
+
 static const char *const balance_names[] = {"weighted", "least_request", "latency", "prefix_cache", "metrics", NULL};
 
 static const sl_ckey model_keys[] = {
@@ -388,9 +427,11 @@ static const sl_ckey model_keys[] = {
     {.name = "targets", .type = SL_CK_CUSTOM, .parse = parse_targets, .required = true, .max_items = 256,
      .type_doc = "list of target", .doc = "Where requests for this name may go (at least one), below."},
     {.name = "balance", .type = SL_CK_ENUM, .offset = OFF(sl_model_cfg, balance), .enums = balance_names,
-     .def = "weighted", .doc = "weighted | least_request | latency | prefix_cache | metrics."},
+     .def = "weighted", .doc = "Balancer over the targets: weighted, least_request, latency, prefix_cache or metrics."},
     {.name = "retry", .type = SL_CK_SECTION, .offset = OFF(sl_model_cfg, retry), .sub = &retry_section,
      .doc = "Retries over the targets, below."},
+    {.name = "outlier", .type = SL_CK_SECTION, .offset = OFF(sl_model_cfg, outlier), .sub = &outlier_section,
+     .doc = "Passive outlier ejection of the targets, below."},
     {.name = "fallbacks", .type = SL_CK_STRLIST, .offset = OFF(sl_model_cfg, fallbacks),
      .count_offset = OFF(sl_model_cfg, nfallbacks), .max_items = 16,
      .doc = "Other public model names tried in order after every target failed; each must match a models entry; loops are errors."},
@@ -450,11 +491,15 @@ const sl_ctop sl_config_top[] = {
     {"server", parse_server},
     {"providers", parse_providers},
     {"models", parse_models},
+    {"telemetry", sl_cfg_parse_telemetry},
+    {"mcp", sl_mcp_parse_config},
 };
 const size_t sl_config_ntop = SL_ARRAY_LEN(sl_config_top);
 
 const sl_csection *const sl_config_sections[] = {
     &server_section, &limits_section, &provider_section, &timeouts_section,
     &model_section,  &target_section, &retry_section,    &model_defaults_section,
+    &sl_telemetry_section, &sl_telemetry_metrics_section, &sl_telemetry_traces_section,
+    &health_check_section, &outlier_section,
 };
 const size_t sl_config_nsections = SL_ARRAY_LEN(sl_config_sections);

@@ -30,7 +30,7 @@ typedef enum {
     SL_CK_BOOL,       /* bool */
     SL_CK_ENUM,       /* int: index into enums[] */
     SL_CK_STRLIST,    /* char ** at offset, size_t count at count_offset; empty items dropped */
-    SL_CK_STRMAP,     /* sl_kv * at offset, size_t count at count_offset */
+    SL_CK_STRMAP,     /* sl_kv * at offset, size_t count at count_offset; empty values dropped */
     SL_CK_SECTION,    /* nested table sub, struct at offset */
     SL_CK_CUSTOM,     /* parse() does it; type_doc names the type in the docs */
 } sl_ckey_type;
@@ -103,6 +103,9 @@ const char *sl_cfg_where(const sl_cfg_ctx *ctx);
 char *sl_cfg_strdup(sl_cfg_ctx *ctx, sl_str s);
 void *sl_cfg_calloc(sl_cfg_ctx *ctx, size_t count, size_t size);
 
+/* A decimal number: SL_EINVAL when not one, SL_ELIMIT when negative or over UINT64_MAX. */
+int sl_cfg_number(sl_str v, uint64_t *out);
+
 /* Walks map (NULL = absent) with sec: unknown keys, types, bounds, defaults. */
 void sl_cfg_parse_section(sl_cfg_ctx *ctx, const sl_csection *sec, const sl_ynode *map, void *base);
 /* Parses one value with key k, or its default when node is NULL or null. */
@@ -119,6 +122,10 @@ void *sl_cfg_parse_list(sl_cfg_ctx *ctx, const sl_ynode *seq, const sl_csection 
 
 /* "host:port", "[v6]:port": 0, or SL_EINVAL with *why set. */
 int sl_cfg_parse_addr(sl_cfg_ctx *ctx, sl_str s, sl_listen_addr *out, const char **why);
+
+/* telemetry: (config_telemetry.c) */
+extern const sl_csection sl_telemetry_section, sl_telemetry_metrics_section, sl_telemetry_traces_section;
+void sl_cfg_parse_telemetry(sl_cfg_ctx *ctx, const sl_ynode *node, sl_config *cfg);
 
 /* Cross-section checks done once every section is parsed. */
 void sl_cfg_check_models(sl_cfg_ctx *ctx, const sl_ynode *models_node);

@@ -3,54 +3,43 @@
  *
  * Same protocol in and out (the common case): the caller's body is passed
  * through with only the needed edits spliced in (model name; for OpenAI
- * streams, stream_options.include_usage so usage can be counted). Streams are
+ * streams, stream_options.include_usage so usage can be counted). Other
+ * pairs are translated both ways by protocols/translate.h. Streams are
  * forwarded event by event with back-pressure (a slow client pauses the
  * upstream transfer); the usage chunk the gateway asked for is stripped again
  * when the caller did not ask for it. Non-stream answers are buffered (bounded)
  * so usage can be read and the public model name put back.
  *
- * Failures before the first byte reached the caller are retried on the next
- * target (retry.attempts, retry.on); after it, they are reported inside the
- * stream (SPEC §3), never as a clean end.
+ * OpenAI to OpenAI streams take a fast path: a chunk is parsed only when it
+ * carries usage or its model name must be rewritten; every other pair goes
+ * through an sl_xlat_stream (a pass-through filter when the protocols match).
+ *
+ * Failures before the first byte reached the caller are retried, on another
+ * key, target or fallback model as balance/failover.c decides; after it, they
+ * are reported inside the stream (SPEC §3), never as a clean end. The head of
+ * a stream is sent to the caller with its first event, not with the
+ * upstream's head, so that a stream that dies or stalls before its first
+ * event is retried like any other failure (and first_token_ms measures the
+ * time to that event).
  */
 #include <stdio.h>
+#include <time.h>
 
 #include "core/log.h"
 #include "gateway/gateway.h"
+#include "protocols/xlat_ir.h"
 #include "providers/providers.h"
+#include "telemetry/telemetry.h"
 
-void sl_gw_pick_target(sl_gw_req *r);
-const char *sl_gw_next_key(sl_gw_req *r, const sl_provider_cfg *p);
 void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code, const char *msg, sl_buf *out);
 
-static void start_attempt(sl_gw_req *r);
-
-/* ---------------------------------------------------------------- usage */
-
-static int64_t int_at(const sl_json_doc *d, int obj, const char *key)
-{
-    int64_t v = 0;
-    int t = obj >= 0 ? sl_json_obj_get(d, obj, key) : -1;
-    if (t >= 0 && sl_json_int(d, t, &v) == SL_OK && v >= 0) return v;
-    return 0;
-}
-
-/* Reads an OpenAI "usage" object. */
-static void openai_usage(const sl_json_doc *d, int u, sl_usage *out)
-{
-    if (u < 0 || sl_json_type_of(d, u) != SL_JSON_OBJECT) return;
-    out->present = true;
-    out->input_tokens = int_at(d, u, "prompt_tokens");
-    out->output_tokens = int_at(d, u, "completion_tokens");
-    int pd = sl_json_obj_get(d, u, "prompt_tokens_details");
-    out->cached_tokens = pd >= 0 && sl_json_type_of(d, pd) == SL_JSON_OBJECT ? int_at(d, pd, "cached_tokens") : 0;
-    int cd = sl_json_obj_get(d, u, "completion_tokens_details");
-    out->reasoning_tokens = cd >= 0 && sl_json_type_of(d, cd) == SL_JSON_OBJECT ? int_at(d, cd, "reasoning_tokens") : 0;
-}
+static void send_stream_head(sl_gw_req *r);
 
 /* ---------------------------------------------------------------- request body */
 
 static bool need_model_rewrite(const sl_gw_req *r) { return !sl_str_eq(r->upstream_model, r->model); }
+static bool same_proto(const sl_gw_req *r) { return r->target->provider->proto == r->in_proto; }
+static bool fast_openai(const sl_gw_req *r) { return r->in_proto == SL_PROTO_OPENAI && same_proto(r); }
 
 /* Quoted JSON string for s, in the request arena. */
 static sl_str json_quoted(sl_gw_req *r, sl_str s)
@@ -101,6 +90,21 @@ static int build_passthrough_body(sl_gw_req *r)
     return sl_json_splice(r->hx->body.p, r->hx->body.n, edits, n, &r->up_body);
 }
 
+/* Builds the upstream body: spliced when the protocols match, translated otherwise. */
+static int build_body(sl_gw_req *r, const char **errmsg)
+{
+    if (same_proto(r)) return build_passthrough_body(r);
+    sl_xlat_req_opts o = {
+        .upstream_model = r->upstream_model,
+        .default_max_tokens = r->mcfg->default_max_tokens,
+        .stream = r->stream,
+        .id_prefix = sl_str_from_cstr(r->request_id),
+    };
+    sl_buf_clear(&r->up_body);
+    return sl_xlat_request(r->in_proto, r->target->provider->proto, &r->doc, &o, &r->hx->arena, &r->up_body, NULL,
+                           errmsg);
+}
+
 /* ---------------------------------------------------------------- stream forwarding */
 
 static void on_client_drain(sl_hx *hx, void *arg)
@@ -136,7 +140,7 @@ static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
         return write_event(r, event, data); /* not ours to judge: pass it on */
     int u = sl_json_obj_get(&d, 0, "usage");
     if (u >= 0 && sl_json_type_of(&d, u) == SL_JSON_OBJECT) {
-        openai_usage(&d, u, &r->rec.usage);
+        sl_oai_usage_decode(&d, u, &r->rec.usage);
         int ch = sl_json_obj_get(&d, 0, "choices");
         bool usage_only = ch < 0 || (sl_json_type_of(&d, ch) == SL_JSON_ARRAY && d.toks[ch].count == 0);
         if (usage_only && !r->caller_wants_usage) return SL_OK;
@@ -152,12 +156,39 @@ static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
     return rc;
 }
 
+static int write_out(sl_gw_req *r, sl_buf *out)
+{
+    if (out->len == 0) return SL_OK;
+    if (!r->rec.first_byte_ns) r->rec.first_byte_ns = uv_hrtime();
+    return sl_hx_write(r->hx, out->p, out->len);
+}
+
 static int on_sse_event(void *ud, sl_str event, sl_str data)
 {
     sl_gw_req *r = ud;
-    if (r->target->provider->proto == SL_PROTO_OPENAI && data.n && data.p[0] == '{')
-        return forward_openai_chunk(r, event, data);
-    return write_event(r, event, data);
+    if (!r->client_head_sent) { /* the first event: now the caller gets its head, and retrying is over */
+        sl_fo_unwatch(r);
+        sl_fo_attempt_first_byte(r);
+        send_stream_head(r);
+    }
+    if (!r->xs) {
+        if (sl_str_eq_lit(data, "[DONE]")) r->stream_done = true;
+        if (data.n && data.p[0] == '{') return forward_openai_chunk(r, event, data);
+        return write_event(r, event, data);
+    }
+    sl_buf out;
+    sl_buf_init(&out, 0);
+    int rc = sl_xlat_stream_event(r->xs, event, data, &out);
+    if (rc == SL_EPARSE) {
+        sl_buf_clear(&out);
+        sl_xlat_stream_error(r->xs, 502, SL_STR("upstream sent an event that is not valid for its protocol"), &out);
+        r->rec.error = SL_STR("malformed upstream event");
+        sl_hx_close_after(r->hx);
+    }
+    int wrc = write_out(r, &out);
+    sl_buf_free(&out);
+    if (sl_xlat_stream_done(r->xs)) r->stream_done = true;
+    return rc ? rc : wrc;
 }
 
 static void send_stream_head(sl_gw_req *r)
@@ -170,16 +201,25 @@ static void send_stream_head(sl_gw_req *r)
     sl_gw_common_headers(r, h, &n, SL_ARRAY_LEN(h));
     r->rec.status = 200;
     r->client_head_sent = true;
+    if (!fast_openai(r)) {
+        sl_xlat_resp_opts o = {.public_model = r->model, .id = sl_str_from_cstr(r->request_id)};
+        r->xs = sl_xlat_stream_new(r->target->provider->proto, r->in_proto, &o, r->caller_wants_usage);
+    }
     sl_hx_respond_head(r->hx, 200, h, n, -1);
 }
 
 /* Reports a failure inside a stream that has already started (SPEC §3). */
-static void stream_error(sl_gw_req *r, const char *type, const char *msg)
+static void stream_error(sl_gw_req *r, int status, const char *type, const char *msg)
 {
     sl_buf body;
     sl_buf_init(&body, 0);
-    sl_gw_error_body(r->in_proto, 502, type, NULL, msg, &body);
-    write_event(r, r->in_proto == SL_PROTO_ANTHROPIC ? SL_STR("error") : SL_STR_NULL, sl_buf_str(&body));
+    if (r->xs) {
+        sl_xlat_stream_error(r->xs, status, sl_str_from_cstr(msg), &body);
+        write_out(r, &body);
+    } else {
+        sl_gw_error_body(r->in_proto, status, type, NULL, msg, &body);
+        write_event(r, r->in_proto == SL_PROTO_ANTHROPIC ? SL_STR("error") : SL_STR("") /* not NULL: sse.c memchr()s it */, sl_buf_str(&body));
+    }
     sl_buf_free(&body);
     r->rec.error = sl_arena_str(&r->hx->arena, sl_str_from_cstr(msg));
     sl_hx_close_after(r->hx);
@@ -195,10 +235,78 @@ static int up_on_head(void *ud, int status, const sl_http_header *h, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (sl_str_case_eq(h[i].name, SL_STR("content-type")))
             r->up_is_sse = sl_str_starts_with(h[i].value, SL_STR("text/event-stream"));
+        else if (sl_str_case_eq(h[i].name, SL_STR("retry-after")))
+            sl_bal_parse_retry_after(h[i].value, (int64_t)time(NULL), &r->fo.retry_after_ms);
     }
-    if (status >= 200 && status < 300 && r->up_is_sse && r->stream) send_stream_head(r);
-    else r->up_is_sse = false; /* buffered: a non-2xx answer, or a non-stream one */
+    if (status >= 200 && status < 300 && r->up_is_sse && r->stream) {
+        /* The caller's head waits for the first event; so does the first-token deadline. */
+        uint64_t budget = r->target->provider->timeouts.first_token_ms;
+        uint64_t spent = (uv_hrtime() - r->fo.a.start_ns) / 1000000ull;
+        sl_fo_watch_first_token(r, budget > spent ? budget - spent : 1);
+    } else {
+        r->up_is_sse = false; /* buffered: a non-2xx answer, or a non-stream one */
+        sl_fo_attempt_first_byte(r);
+    }
     return SL_OK;
+}
+
+/*
+ * Until the first token, a stream's events are held back (in r->resp) and
+ * only scanned: the preamble a provider sends at once (OpenAI's role chunk,
+ * Anthropic's message_start and ping, Responses' response.created) says
+ * nothing about whether tokens will come. When the first event that carries
+ * output (or an error, or the end) arrives, the caller gets its head and
+ * everything held is replayed; until then the attempt may still be retried
+ * and the first-token deadline runs.
+ */
+#define SL_PREAMBLE_MAX (64u << 10) /* a longer preamble is taken as the start of the answer */
+
+static bool has_nonempty(sl_str data, const char *key)
+{
+    size_t kl = strlen(key);
+    for (const char *p = data.p, *end = data.p + data.n; (p = memmem(p, (size_t)(end - p), key, kl)); p += kl) {
+        const char *v = p + kl;
+        while (v < end && (*v == ' ' || *v == ':')) v++;
+        if (v < end && *v != 'n' && !(v + 1 < end && v[0] == '"' && v[1] == '"') && *v != '[' && *v != '{') return true;
+        if (v + 1 < end && *v == '[' && v[1] != ']') return true;
+    }
+    return false;
+}
+
+static bool is_first_token(sl_gw_req *r, sl_str event, sl_str data)
+{
+    if (r->target->provider->proto == SL_PROTO_GEMINI) return true; /* every event carries candidates */
+    if (event.n) /* Anthropic, Responses: content_block_delta, message_delta, response.output_text.delta, error, ... */
+        return memmem(event.p, event.n, "delta", 5) || sl_str_eq_lit(event, "error") ||
+               sl_str_eq_lit(event, "message_stop") || sl_str_starts_with(event, SL_STR("response.completed")) ||
+               sl_str_starts_with(event, SL_STR("response.failed")) || sl_str_starts_with(event, SL_STR("response.incomplete"));
+    if (!data.n || data.p[0] != '{') return true; /* [DONE] or something we do not know: not a preamble */
+    return has_nonempty(data, "\"content\"") || has_nonempty(data, "\"reasoning_content\"") ||
+           has_nonempty(data, "\"tool_calls\"") || has_nonempty(data, "\"finish_reason\"") ||
+           memmem(data.p, data.n, "\"error\"", 7) || has_nonempty(data, "\"refusal\"");
+}
+
+static int scan_event(void *ud, sl_str event, sl_str data)
+{
+    sl_gw_req *r = ud;
+    if (is_first_token(r, event, data)) r->stream_started = true;
+    return SL_OK;
+}
+
+static int hold_preamble(sl_gw_req *r, const char *p, size_t n)
+{
+    size_t from = r->resp.len;
+    int rc = sl_buf_append(&r->resp, p, n);
+    if (rc) return rc;
+    rc = sl_sse_feed(&r->sse, r->resp.p + from, n, scan_event, r);
+    if (rc != SL_OK && rc != SL_ECLOSED) return rc;
+    if (!r->stream_started && r->resp.len < SL_PREAMBLE_MAX) return SL_OK;
+    /* go: replay what was held through a fresh parser; the first event sends the caller's head */
+    sl_sse_free(&r->sse);
+    sl_sse_init(&r->sse, 8u << 20);
+    rc = sl_sse_feed(&r->sse, r->resp.p, r->resp.len, on_sse_event, r);
+    sl_buf_clear(&r->resp);
+    return rc == SL_OK || rc == SL_ECLOSED ? SL_OK : rc;
 }
 
 static int up_on_data(void *ud, const char *p, size_t n)
@@ -208,6 +316,7 @@ static int up_on_data(void *ud, const char *p, size_t n)
         int rc = sl_buf_append(&r->resp, p, n);
         return rc == SL_OK ? SL_OK : rc;
     }
+    if (!r->client_head_sent) return hold_preamble(r, p, n);
     if (sl_hx_pending(r->hx) > SL_HX_HIGH_WATER) {
         r->paused = true;
         sl_hx_on_drain(r->hx, on_client_drain, r);
@@ -225,8 +334,7 @@ static bool status_retryable(const sl_gw_req *r, int status)
     return false;
 }
 
-static bool can_retry(const sl_gw_req *r) { return !r->client_head_sent && r->attempts < r->mcfg->retry.attempts; }
-
+/* A transport failure before anything reached the caller: is it in retry.on? */
 static bool error_retryable(const sl_gw_req *r, const sl_up_result *res)
 {
     uint32_t on = r->mcfg->retry.on_flags;
@@ -236,16 +344,10 @@ static bool error_retryable(const sl_gw_req *r, const sl_up_result *res)
     case SL_UP_ERR_TIMEOUT_FIRST_BYTE:
     case SL_UP_ERR_TIMEOUT_IDLE:
     case SL_UP_ERR_TIMEOUT_TOTAL: return on & SL_RETRY_ON_TIMEOUT;
-    case SL_UP_ERR_IO: return res->reused_connection; /* a stale pooled connection: once more, transparently */
+    /* reset or cut: before a status it is a failed connection, after one a bad answer */
+    case SL_UP_ERR_IO: return res->status ? status_retryable(r, 502) : (on & SL_RETRY_ON_CONNECT) != 0;
     default: return false;
     }
-}
-
-static void retry(sl_gw_req *r)
-{
-    sl_buf_clear(&r->resp);
-    sl_gw_pick_target(r);
-    start_attempt(r);
 }
 
 /* The upstream message of an error body in any protocol, for the caller's error. */
@@ -265,6 +367,7 @@ static sl_str upstream_error_message(sl_gw_req *r)
 static void respond_upstream_error(sl_gw_req *r)
 {
     int st = r->up_status;
+    if (st == 429 && r->fo.retry_after_ms) r->retry_after_s = (uint32_t)SL_MIN((r->fo.retry_after_ms + 999) / 1000, 86400);
     sl_str msg = upstream_error_message(r);
     int mlen = (int)SL_MIN(msg.n, 400);
     /* The caller's own mistakes keep their status; failures of ours or the provider's become 502. */
@@ -283,8 +386,19 @@ static void respond_buffered(sl_gw_req *r)
     sl_str body = sl_buf_str(&r->resp);
     sl_buf out;
     sl_buf_init(&out, 0);
-    if (sl_json_parse(&d, body.p, body.n, &r->hx->arena, NULL, NULL) == SL_OK && sl_json_type_of(&d, 0) == SL_JSON_OBJECT) {
-        if (r->target->provider->proto == SL_PROTO_OPENAI) openai_usage(&d, sl_json_obj_get(&d, 0, "usage"), &r->rec.usage);
+    sl_proto up = r->target->provider->proto;
+    if (!same_proto(r)) {
+        sl_xlat_resp_opts o = {.public_model = r->model, .id = sl_str_from_cstr(r->request_id)};
+        if (sl_xlat_response(up, r->in_proto, body.p, body.n, &o, &r->hx->arena, &out, &r->rec.usage, NULL) != SL_OK) {
+            sl_buf_free(&out);
+            sl_gw_error(r, 502, "upstream_error", NULL, "upstream %.*s returned a response that cannot be translated",
+                        SL_STR_FMT(r->rec.provider));
+            return;
+        }
+        body = sl_buf_str(&out);
+    } else if (sl_json_parse(&d, body.p, body.n, &r->hx->arena, NULL, NULL) == SL_OK &&
+               sl_json_type_of(&d, 0) == SL_JSON_OBJECT) {
+        sl_xlat_response_usage(up, body.p, body.n, &r->hx->arena, &r->rec.usage, NULL);
         int m = sl_json_obj_get(&d, 0, "model");
         if (m >= 0 && need_model_rewrite(r)) {
             sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
@@ -306,50 +420,149 @@ static void respond_buffered(sl_gw_req *r)
     sl_gw_finish(r);
 }
 
-static const char *timeout_name(sl_up_error e)
+/* The upstream closed the stream cleanly at the HTTP level: was it complete? */
+static void finish_stream(sl_gw_req *r)
 {
-    switch (e) {
-    case SL_UP_ERR_TIMEOUT_CONNECT: return "connect";
-    case SL_UP_ERR_TIMEOUT_FIRST_BYTE: return "first token";
-    case SL_UP_ERR_TIMEOUT_IDLE: return "idle";
-    default: return "total";
+    bool truncated = sl_sse_finish(&r->sse) == SL_EPARSE;
+    if (r->xs && !truncated && !r->stream_done) {
+        sl_buf out;
+        sl_buf_init(&out, 0);
+        /* Anthropic and OpenAI streams have an explicit end; Gemini's ends with the body. */
+        if (r->target->provider->proto == SL_PROTO_GEMINI) sl_xlat_stream_end(r->xs, &out);
+        else truncated = true;
+        write_out(r, &out);
+        sl_buf_free(&out);
+    } else if (!r->xs && !r->stream_done) {
+        truncated = true;
     }
+    if (r->xs) {
+        const sl_usage *u = sl_xlat_stream_usage(r->xs);
+        if (u->present) r->rec.usage = *u;
+    }
+    sl_fo_attempt_end(r, truncated ? SL_BAL_FAIL : SL_BAL_OK);
+    if (truncated && !r->hx->aborted) stream_error(r, 502, "upstream_error", "upstream stream ended before it was complete");
+    sl_gw_finish(r);
+}
+
+/* The caller's message for a transport failure: each timeout says which deadline passed. */
+static void failure_message(sl_gw_req *r, sl_up_error e, const char *detail, char *msg, size_t cap)
+{
+    const char *name = r->target->provider->name;
+    const sl_timeouts_cfg *t = &r->target->provider->timeouts;
+    switch (e) {
+    case SL_UP_ERR_TIMEOUT_CONNECT:
+        snprintf(msg, cap, "upstream %s timed out: no connection within %llu ms (connect_ms)", name,
+                 (unsigned long long)t->connect_ms);
+        break;
+    case SL_UP_ERR_TIMEOUT_FIRST_BYTE:
+        snprintf(msg, cap, "upstream %s timed out: no first token within %llu ms (first_token_ms)", name,
+                 (unsigned long long)t->first_token_ms);
+        break;
+    case SL_UP_ERR_TIMEOUT_IDLE:
+        snprintf(msg, cap, "upstream %s timed out: nothing received for %llu ms (idle_ms)", name,
+                 (unsigned long long)t->idle_ms);
+        break;
+    case SL_UP_ERR_TIMEOUT_TOTAL:
+        snprintf(msg, cap, "upstream %s timed out: the answer took longer than %llu ms (total_ms)", name,
+                 (unsigned long long)t->total_ms);
+        break;
+    default: snprintf(msg, cap, "upstream %s failed: %s", name, detail ? detail : "error"); break;
+    }
+}
+
+static bool is_timeout(sl_up_error e) { return e >= SL_UP_ERR_TIMEOUT_CONNECT && e <= SL_UP_ERR_TIMEOUT_TOTAL; }
+
+void sl_proxy_give_up(sl_gw_req *r)
+{
+    char msg[300];
+    if (r->last_error != SL_UP_OK) {
+        failure_message(r, r->last_error, r->last_detail, msg, sizeof msg);
+        if (is_timeout(r->last_error)) sl_gw_error(r, 504, "timeout", "timeout", "%s", msg);
+        else sl_gw_error(r, 502, "upstream_error", NULL, "%s", msg);
+    } else if (r->up_is_sse) {
+        sl_gw_error(r, 502, "upstream_error", NULL, "upstream %s ended its stream before the first event",
+                    r->target->provider->name);
+    } else {
+        respond_upstream_error(r);
+    }
+}
+
+/* A transport failure. After the caller's head it ends the stream with an error event; before, it may be retried. */
+static void on_failure(sl_gw_req *r, const sl_up_result *res)
+{
+    r->last_error = res->error;
+    r->last_detail = res->detail ? sl_arena_strndup(&r->hx->arena, res->detail, strlen(res->detail)) : NULL;
+    if (r->client_head_sent) {
+        sl_fo_attempt_end(r, res->error == SL_UP_ERR_ABORTED ? SL_BAL_NO_VERDICT : SL_BAL_FAIL);
+        char msg[300];
+        failure_message(r, res->error, res->detail, msg, sizeof msg);
+        bool t = is_timeout(res->error);
+        stream_error(r, t ? 504 : 502, t ? "timeout" : "upstream_error", msg);
+        sl_gw_finish(r);
+        return;
+    }
+    sl_fo_why why = SL_FO_FAILED;
+    bool retryable;
+    if (res->error == SL_UP_ERR_ABORTED) { /* we stopped it (a cap): nothing to learn, nothing to retry */
+        sl_fo_attempt_end(r, SL_BAL_NO_VERDICT);
+        retryable = false;
+    } else if (res->error == SL_UP_ERR_IO && res->reused_connection && !res->status && !r->fo.stale_retried) {
+        sl_fo_attempt_end(r, SL_BAL_NO_VERDICT); /* a pooled connection the server had closed */
+        why = SL_FO_STALE;
+        retryable = true;
+    } else {
+        sl_fo_attempt_end(r, SL_BAL_FAIL);
+        retryable = error_retryable(r, res);
+    }
+    if (retryable && sl_fo_retry(r, why, true)) return;
+    sl_proxy_give_up(r);
+}
+
+/* A complete HTTP answer before anything reached the caller. */
+static void on_answer(sl_gw_req *r)
+{
+    int st = r->up_status;
+    r->last_error = SL_UP_OK;
+    if (r->up_is_sse) { /* a 2xx stream that ended without one event */
+        sl_fo_attempt_end(r, SL_BAL_FAIL);
+        if (!sl_fo_retry(r, SL_FO_FAILED, status_retryable(r, 502))) sl_proxy_give_up(r);
+        return;
+    }
+    if (st >= 200 && st < 300) {
+        sl_fo_attempt_end(r, SL_BAL_OK);
+        respond_buffered(r);
+        return;
+    }
+    sl_fo_why why = SL_FO_FAILED;
+    sl_bal_outcome o = SL_BAL_OK; /* other 4xx: the caller's request, not the target, is at fault */
+    if (st == 401 || st == 403) o = SL_BAL_KEY_REJECTED, why = SL_FO_KEY;
+    else if (st == 429) o = SL_BAL_KEY_LIMITED, why = SL_FO_KEY;
+    else if (st >= 500) o = SL_BAL_FAIL;
+    sl_fo_attempt_end(r, o);
+    bool retryable = status_retryable(r, st);
+    if ((retryable || why == SL_FO_KEY) && sl_fo_retry(r, why, retryable)) return;
+    respond_upstream_error(r);
 }
 
 static void up_on_done(void *ud, const sl_up_result *res)
 {
     sl_gw_req *r = ud;
     r->up = NULL;
-    if (res->error != SL_UP_OK) {
-        if (can_retry(r) && error_retryable(r, res)) {
-            retry(r);
-            return;
-        }
-        bool timeout = res->error >= SL_UP_ERR_TIMEOUT_CONNECT && res->error <= SL_UP_ERR_TIMEOUT_TOTAL;
-        char msg[300];
-        if (timeout) snprintf(msg, sizeof msg, "upstream %s timed out (%s)", r->target->provider->name, timeout_name(res->error));
-        else snprintf(msg, sizeof msg, "upstream %s failed: %s", r->target->provider->name, res->detail ? res->detail : "error");
-        if (r->client_head_sent) {
-            stream_error(r, timeout ? "timeout" : "upstream_error", msg);
-            sl_gw_finish(r);
-        } else if (timeout) {
-            sl_gw_error(r, 504, "timeout", "timeout", "%s", msg);
-        } else {
-            sl_gw_error(r, 502, "upstream_error", NULL, "%s", msg);
-        }
-        return;
-    }
-    if (r->client_head_sent) { /* a stream that ended */
-        sl_gw_finish(r);
-        return;
-    }
-    if (r->up_status >= 200 && r->up_status < 300) {
-        respond_buffered(r);
-    } else if (can_retry(r) && status_retryable(r, r->up_status)) {
-        retry(r);
-    } else {
-        respond_upstream_error(r);
-    }
+    sl_fo_unwatch(r);
+    sl_telemetry_attempt_end(r, res);
+    if (res->error != SL_UP_OK) on_failure(r, res);
+    else if (r->client_head_sent) finish_stream(r); /* a stream that ended */
+    else on_answer(r);
+}
+
+void sl_proxy_first_token_timeout(sl_gw_req *r)
+{
+    if (!r->up) return;
+    sl_up_req_cancel(r->up);
+    r->up = NULL;
+    sl_up_result res = {.error = SL_UP_ERR_TIMEOUT_FIRST_BYTE, .status = r->up_status, .detail = "no first event"};
+    sl_telemetry_attempt_end(r, &res);
+    on_failure(r, &res);
 }
 
 static const sl_up_callbacks up_callbacks = {
@@ -363,24 +576,31 @@ static sl_call_kind call_kind(sl_api api)
     return api == SL_API_EMBEDDINGS ? SL_CALL_EMBEDDINGS : api == SL_API_RESPONSES ? SL_CALL_RESPONSES : SL_CALL_CHAT;
 }
 
-static void start_attempt(sl_gw_req *r)
+void sl_proxy_attempt(sl_gw_req *r)
 {
     const sl_provider_cfg *p = r->target->provider;
-    r->attempts++;
     r->up_status = 0;
     r->up_is_sse = false;
-    if (p->proto != r->in_proto) {
-        sl_gw_error(r, 400, "invalid_request_error", "unsupported_provider_protocol",
-                    "model '%.*s' is served by provider '%s' whose protocol cannot be reached from this API yet",
-                    SL_STR_FMT(r->model), p->name);
+    r->stream_started = false;
+    sl_buf_clear(&r->resp);
+    if (!same_proto(r) && r->api != SL_API_CHAT && r->api != SL_API_MESSAGES && r->api != SL_API_GEMINI) {
+        sl_gw_error(r, 404, "invalid_request_error", "unsupported_endpoint",
+                    "model '%.*s' is served by provider '%s', which does not offer this API", SL_STR_FMT(r->model),
+                    p->name);
         return;
     }
-    if (build_passthrough_body(r) != SL_OK) {
+    const char *errmsg = NULL;
+    int brc = build_body(r, &errmsg);
+    if (brc == SL_EINVAL) {
+        sl_gw_error(r, 400, "invalid_request_error", NULL, "%s", errmsg ? errmsg : "the request cannot be translated");
+        return;
+    }
+    if (brc != SL_OK) {
         sl_gw_error(r, 503, "service_unavailable", NULL, "cannot build the upstream request");
         return;
     }
     sl_provider_call call;
-    if (sl_provider_build_call(p, call_kind(r->api), r->upstream_model, r->stream, sl_gw_next_key(r, p), &r->hx->arena,
+    if (sl_provider_build_call(p, call_kind(r->api), r->upstream_model, r->stream, sl_fo_key(r), &r->hx->arena,
                                &call) != SL_OK) {
         sl_gw_error(r, 404, "invalid_request_error", "unsupported_endpoint", "provider '%s' does not offer this endpoint",
                     p->name);
@@ -388,8 +608,12 @@ static void start_attempt(sl_gw_req *r)
     }
     if (call.nheaders < SL_ARRAY_LEN(call.headers))
         call.headers[call.nheaders++] = (sl_http_header){SL_STR("x-request-id"), sl_str_from_cstr(r->request_id)};
+    sl_telemetry_attempt_start(r, call.headers, &call.nheaders, SL_ARRAY_LEN(call.headers));
     sl_sse_free(&r->sse);
     sl_sse_init(&r->sse, 8u << 20);
+    sl_xlat_stream_free(r->xs);
+    r->xs = NULL;
+    r->stream_done = false;
     sl_up_request req = {
         .method = "POST",
         .url = call.url,
@@ -402,12 +626,13 @@ static void start_attempt(sl_gw_req *r)
         .idle_timeout_ms = p->timeouts.idle_ms,
         .total_timeout_ms = p->timeouts.total_ms,
     };
+    r->attempts++;
+    sl_fo_attempt_begin(r);
     r->up = sl_upstream_start(r->gw->w->upstream, &req, &up_callbacks, r);
     if (!r->up) sl_gw_error(r, 503, "service_unavailable", NULL, "cannot start the upstream request");
 }
 
 void sl_proxy_start(sl_gw_req *r)
 {
-    sl_gw_pick_target(r);
-    start_attempt(r);
+    if (sl_fo_begin(r)) sl_proxy_attempt(r);
 }

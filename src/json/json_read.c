@@ -172,6 +172,7 @@ value:
     p = skip_ws(p, end);
     if (p == end) goto fail;
     if (j->ntoks == j->cap && (rc = tok_grow(j)) != 0) goto fail;
+    rc = SL_EPARSE; /* a successful grow must not turn a later syntax error into success */
     t = &j->toks[j->ntoks];
     switch (*p) {
     case '"': {
@@ -230,6 +231,7 @@ value:
 key: /* p is at a non-blank byte inside an object */
     if (*p != '"') goto fail;
     if (j->ntoks == j->cap && (rc = tok_grow(j)) != 0) goto fail;
+    rc = SL_EPARSE;
     {
         const unsigned char *s = p++;
         unsigned esc = 0;

@@ -249,6 +249,25 @@ static void test_error_offsets_and_limits(void **state)
     assert_int_equal(sl_json_parse(&d, "[]", (size_t)UINT32_MAX + 1, &A, NULL, NULL), SL_ELIMIT);
 }
 
+/* Regression (found by fuzz_json): a syntax error after the token array grew was reported as success. */
+static void test_invalid_after_growth(void **state)
+{
+    (void)state;
+    char s[512];
+    size_t n = 0;
+    s[n++] = '[';
+    for (int i = 0; i < 100; i++) s[n++] = '1', s[n++] = ',';
+    memcpy(s + n, "1\xa3]", 3);
+    n += 3;
+    sl_json_doc d;
+    size_t off = 0;
+    assert_int_equal(sl_json_parse(&d, s, n, &A, NULL, &off), SL_EPARSE);
+    assert_int_equal(off, n - 2);
+    s[n - 2] = ']';
+    assert_int_equal(sl_json_parse(&d, s, n - 1, &A, NULL, NULL), 0);
+    assert_int_equal(d.ntoks, 102);
+}
+
 /* Many small tokens force the token array to grow several times. */
 static void test_token_growth(void **state)
 {
@@ -756,6 +775,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_token_layout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_offsets_and_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_growth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_after_growth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_obj_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iteration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_str_decode, setup, teardown),

@@ -1,0 +1,134 @@
+// fuzz-sources: src/json/json_read.c src/json/json_access.c src/json/json_write.c src/json/json_splice.c src/core/sl.c src/core/arena.c src/core/buf.c
+/*
+ * fuzz_json.c: the JSON reader, accessors, writer and splice helpers.
+ *
+ * For any input: parse. If it is valid, walk every token (iteration, lookups,
+ * number accessors), decode every string, re-serialize the tree with the
+ * writer and require the output to parse to the same shape; then remove and
+ * add a member of the root object (if it is one) and require valid JSON.
+ * Inputs that are rejected must be rejected with a parse/limit code only.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "json/json.h"
+
+#define CHECK(c)                                                                                           \
+    do {                                                                                                   \
+        if (!(c)) {                                                                                        \
+            fprintf(stderr, "check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__);                         \
+            abort();                                                                                       \
+        }                                                                                                  \
+    } while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Re-serializes token t, decoding strings; checks the accessors agree with the token tree. */
+static void write_tok(const sl_json_doc *d, int t, sl_jw *w, sl_arena *a)
+{
+    sl_str s;
+    switch (sl_json_type_of(d, t)) {
+    case SL_JSON_OBJECT: {
+        uint32_t n = 0;
+        sl_jw_obj_begin(w);
+        for (int k = sl_json_first(d, t); k >= 0; k = sl_json_next(d, k), n++) {
+            CHECK(sl_json_type_of(d, k) == SL_JSON_STRING);
+            CHECK(sl_json_str(d, k, a, &s) == 0);
+            CHECK(sl_json_obj_get_str(d, t, s) >= 0); /* every key is found (maybe a later duplicate) */
+            sl_jw_key_str(w, s);
+            write_tok(d, sl_json_member_value(k), w, a);
+        }
+        CHECK(n == d->toks[t].count);
+        sl_jw_obj_end(w);
+        break;
+    }
+    case SL_JSON_ARRAY: {
+        uint32_t n = 0;
+        sl_jw_arr_begin(w);
+        for (int e = sl_json_first(d, t); e >= 0; e = sl_json_next(d, e), n++) {
+            CHECK(sl_json_arr_get(d, t, n) == e);
+            write_tok(d, e, w, a);
+        }
+        CHECK(n == d->toks[t].count);
+        sl_jw_arr_end(w);
+        break;
+    }
+    case SL_JSON_STRING:
+        CHECK(sl_json_str(d, t, a, &s) == 0);
+        CHECK(s.n <= d->toks[t].end - d->toks[t].start - 2);
+        sl_jw_str(w, s);
+        break;
+    case SL_JSON_NUMBER: {
+        int64_t i;
+        double x;
+        (void)sl_json_int(d, t, &i);
+        if (sl_json_double(d, t, &x) == 0 && (t & 1))
+            sl_jw_double(w, x); /* exercise the shortest-double writer on half of them */
+        else
+            sl_jw_raw(w, sl_json_raw(d, t));
+        break;
+    }
+    default: sl_jw_raw(w, sl_json_raw(d, t)); break;
+    }
+}
+
+static void check_edit(const uint8_t *data, size_t size, sl_json_edit *e, sl_arena *a)
+{
+    sl_buf out;
+    sl_buf_init(&out, 0);
+    CHECK(sl_json_splice((const char *)data, size, e, 1, &out) == 0);
+    sl_json_doc d2;
+    CHECK(sl_json_parse(&d2, out.p, out.len, a, NULL, NULL) == 0);
+    sl_buf_free(&out);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    sl_arena a;
+    sl_arena_init(&a, 4096, 64u << 20);
+    sl_json_doc d;
+    size_t off = 0;
+    int rc = sl_json_parse(&d, (const char *)data, size, &a, NULL, &off);
+    if (rc) {
+        CHECK(rc == SL_EPARSE || rc == SL_ELIMIT);
+        CHECK(off <= size);
+        sl_arena_free(&a);
+        return 0;
+    }
+    CHECK(d.ntoks >= 1 && d.toks[0].next == d.ntoks);
+    for (uint32_t i = 0; i < d.ntoks; i++) {
+        const sl_json_tok *t = &d.toks[i];
+        CHECK(t->start < t->end && t->end <= size);
+        CHECK(t->next > i && t->next <= d.ntoks);
+    }
+
+    sl_buf b;
+    sl_buf_init(&b, 0);
+    sl_jw w;
+    sl_jw_init(&w, &b);
+    write_tok(&d, 0, &w, &a);
+    CHECK(w.err == 0 && w.depth == 0);
+    sl_json_doc d2;
+    CHECK(sl_json_parse(&d2, b.p, b.len, &a, NULL, NULL) == 0);
+    CHECK(d2.ntoks == d.ntoks);
+    for (uint32_t i = 0; i < d.ntoks; i++) {
+        sl_json_type t1 = sl_json_type_of(&d, (int)i), t2 = sl_json_type_of(&d2, (int)i);
+        CHECK(t1 == t2);
+        CHECK(d.toks[i].next == d2.toks[i].next && d.toks[i].count == d2.toks[i].count);
+    }
+    sl_buf_free(&b);
+
+    if (sl_json_type_of(&d, 0) == SL_JSON_OBJECT) {
+        sl_json_edit e;
+        CHECK(sl_json_edit_add_member(&d, 0, SL_STR("k\"\x01\xff"), SL_STR("[1]"), &a, &e) == 0);
+        check_edit(data, size, &e, &a);
+        int k = sl_json_first(&d, 0);
+        for (int n = 0; k >= 0; k = sl_json_next(&d, k), n++) {
+            if (n > 8) break; /* first few members are enough to cover first/middle/last */
+            CHECK(sl_json_edit_remove_member(&d, 0, k, &e) == 0);
+            check_edit(data, size, &e, &a);
+        }
+    }
+    sl_arena_free(&a);
+    return 0;
+}
