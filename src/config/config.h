@@ -16,6 +16,7 @@
 
 #include <stdatomic.h>
 
+#include "config/config_governance.h"
 #include "core/arena.h"
 #include "core/sl.h"
 
@@ -125,6 +126,13 @@ typedef struct sl_config {
     size_t nproviders;
     sl_model_cfg *models;
     size_t nmodels;
+    /* governance (config_governance.c) */
+    sl_state_cfg state;
+    sl_price_cfg *pricing;
+    size_t npricing;
+    sl_consumer_cfg *consumers;
+    size_t nconsumers;
+    sl_auth_cfg auth;
 } sl_config;
 
 /*

@@ -450,11 +450,17 @@ const sl_ctop sl_config_top[] = {
     {"server", parse_server},
     {"providers", parse_providers},
     {"models", parse_models},
+    {"state", sl_cfg_parse_state},
+    {"pricing", sl_cfg_parse_pricing},
+    {"consumers", sl_cfg_parse_consumers},
+    {"auth", sl_cfg_parse_auth}, /* after consumers: its default depends on them */
 };
 const size_t sl_config_ntop = SL_ARRAY_LEN(sl_config_top);
 
 const sl_csection *const sl_config_sections[] = {
     &server_section, &limits_section, &provider_section, &timeouts_section,
     &model_section,  &target_section, &retry_section,    &model_defaults_section,
+    &sl_cfg_state_section, &sl_cfg_redis_section, &sl_cfg_price_section, &sl_cfg_consumer_section,
+    &sl_cfg_consumer_limits_section, &sl_cfg_auth_section,
 };
 const size_t sl_config_nsections = SL_ARRAY_LEN(sl_config_sections);
