@@ -79,8 +79,61 @@ void sl_metrics_record(sl_worker *w, const sl_req_record *r)
     sl_buf_free(&b);
 }
 
+/* ---- governance counters: rare events, one process-wide table under a mutex ---- */
+
+static pthread_mutex_t gov_mu = PTHREAD_MUTEX_INITIALIZER;
+static series gov[512]; /* labels start with the metric name and a '{' */
+static size_t ngov;
+
+static void gov_count(const char *metric, sl_str l1name, sl_str l1, const char *l2name, const char *l2)
+{
+    sl_buf b;
+    sl_buf_init(&b, 1024);
+    sl_buf_appendf(&b, "%s{%.*s=\"", metric, SL_STR_FMT(l1name));
+    label_value(&b, l1);
+    sl_buf_appendf(&b, "\",%s=\"", l2name);
+    label_value(&b, sl_str_from_cstr(l2));
+    sl_buf_append_cstr(&b, "\"}");
+    pthread_mutex_lock(&gov_mu);
+    size_t i;
+    for (i = 0; i < ngov; i++)
+        if (b.p && strcmp(gov[i].labels, b.p) == 0) break;
+    if (i == ngov && ngov < SL_ARRAY_LEN(gov) && b.p && (gov[i].labels = sl_strdup(b.p))) ngov++;
+    if (i < ngov) gov[i].count++;
+    pthread_mutex_unlock(&gov_mu);
+    sl_buf_free(&b);
+}
+
+void sl_metrics_ratelimit_rejected(sl_str consumer, const char *limit)
+{
+    gov_count("sluice_ratelimit_rejections_total", SL_STR("consumer"), consumer, "limit", limit);
+}
+
+void sl_metrics_state_error(const char *backend, const char *on_error)
+{
+    gov_count("sluice_state_errors_total", SL_STR("backend"), sl_str_from_cstr(backend), "on_error", on_error);
+}
+
+static void render_gov(sl_buf *out)
+{
+    static const char *const names[][2] = {
+        {"sluice_ratelimit_rejections_total", "Requests refused by a consumer limit or budget."},
+        {"sluice_state_errors_total", "Limit checks the state backend could not answer (on_error applied)."},
+    };
+    pthread_mutex_lock(&gov_mu);
+    for (size_t k = 0; k < SL_ARRAY_LEN(names); k++) {
+        sl_buf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n", names[k][0], names[k][1], names[k][0]);
+        size_t len = strlen(names[k][0]);
+        for (size_t i = 0; i < ngov; i++)
+            if (strncmp(gov[i].labels, names[k][0], len) == 0 && gov[i].labels[len] == '{')
+                sl_buf_appendf(out, "%s %llu\n", gov[i].labels, (unsigned long long)gov[i].count);
+    }
+    pthread_mutex_unlock(&gov_mu);
+}
+
 int sl_metrics_render(sl_runtime *rt, sl_buf *out)
 {
+    render_gov(out);
     uint64_t inflight = 0;
     for (size_t i = 0; i < rt->nworkers; i++) inflight += atomic_load(&rt->workers[i].inflight);
     sl_buf_appendf(out, "# HELP sluice_inflight_requests Requests in progress.\n# TYPE sluice_inflight_requests gauge\n"
