@@ -98,13 +98,21 @@ static bool want_scalar(sl_cfg_ctx *ctx, const sl_ynode *n, const char *what)
     return false;
 }
 
+int sl_cfg_number(sl_str v, uint64_t *out)
+{
+    *out = 0;
+    bool negative = v.n > 1 && v.p[0] == '-' && v.p[1] >= '0' && v.p[1] <= '9';
+    if (negative) return SL_ELIMIT;
+    int rc = sl_str_to_u64(v, UINT64_MAX, out);
+    if (rc == SL_EINVAL && v.n > 20 && strspn(v.p, "0123456789") == v.n) rc = SL_ELIMIT; /* too many digits */
+    return rc;
+}
+
 static void parse_uint(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n, uint64_t *out)
 {
     if (!want_scalar(ctx, n, "a number")) return;
-    sl_str v = n->val;
-    bool negative = v.n > 1 && v.p[0] == '-' && v.p[1] >= '0' && v.p[1] <= '9';
     uint64_t x = 0;
-    int rc = negative ? SL_ELIMIT : sl_str_to_u64(v, UINT64_MAX, &x);
+    int rc = sl_cfg_number(n->val, &x);
     if (rc == SL_EINVAL) {
         sl_cfg_error(ctx, n, "%s: expected a number", ctx->path);
     } else if (rc || x < k->min || x > k->max) {
@@ -192,6 +200,7 @@ static void parse_strmap(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n, v
             sl_cfg_error(ctx, v, "%s.%s: expected a string", ctx->path, v->key->val.p);
             continue;
         }
+        if (v->val.n == 0) continue; /* "${UNSET}" expands to nothing: the entry is left out */
         sl_kv *e = &(*kv)[*count];
         if (!(e->key = sl_cfg_strdup(ctx, v->key->val)) || !(e->value = sl_cfg_strdup(ctx, v->val))) return;
         (*count)++;
@@ -324,6 +333,7 @@ static void parse_root(sl_cfg_ctx *ctx, const sl_ynode *root)
 int sl_config_load_string(const char *name, const char *yaml, size_t len, sl_config **out, struct sl_buf *errors)
 {
     *out = NULL;
+    if (!yaml) yaml = "", len = 0;
     sl_config *cfg = sl_calloc(1, sizeof *cfg);
     if (!cfg) return SL_ENOMEM;
     sl_arena_init(&cfg->arena, 4096, 0);

@@ -156,16 +156,15 @@ static void parse_base_url(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n,
         return;
     }
     sl_str u = sl_str_trim(n->val);
-    if (!sl_str_starts_with(u, SL_STR("http://")) && !sl_str_starts_with(u, SL_STR("https://")))
-        {
+    if (!sl_str_starts_with(u, SL_STR("http://")) && !sl_str_starts_with(u, SL_STR("https://"))) {
         sl_cfg_error(ctx, n, "%s: must start with http:// or https://", ctx->path);
         return;
     }
-    for (size_t i = 0; i < u.n; i++)
-        if ((unsigned char)u.p[i] <= ' ' || u.p[i] == 0x7f)
-            {
-        sl_cfg_error(ctx, n, "%s: must not contain spaces or control characters", ctx->path);
-        return;
+    for (size_t i = 0; i < u.n; i++) {
+        if ((unsigned char)u.p[i] <= ' ' || u.p[i] == 0x7f) {
+            sl_cfg_error(ctx, n, "%s: must not contain spaces or control characters", ctx->path);
+            return;
+        }
     }
     while (u.n > 8 && u.p[u.n - 1] == '/') u.n--; /* paths are appended as "/chat/completions" */
     p->base_url = sl_cfg_strdup(ctx, u);
@@ -258,12 +257,12 @@ static void parse_retry_on(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n,
     }
     if (total && !(r->on_status = sl_cfg_calloc(ctx, total, sizeof *r->on_status))) return;
     for (const sl_ynode *it = one ? one : n->first; it; it = one ? NULL : it->next) {
-        uint64_t st;
+        uint64_t st = 0;
         if (it->kind == SL_YN_SCALAR && sl_str_eq_lit(it->val, "timeout")) {
             r->on_flags |= SL_RETRY_ON_TIMEOUT;
         } else if (it->kind == SL_YN_SCALAR && sl_str_eq_lit(it->val, "connect")) {
             r->on_flags |= SL_RETRY_ON_CONNECT;
-        } else if (it->kind != SL_YN_SCALAR || sl_str_to_u64(it->val, UINT64_MAX, &st) == SL_EINVAL) {
+        } else if (it->kind != SL_YN_SCALAR || sl_cfg_number(it->val, &st) == SL_EINVAL) {
             sl_cfg_error(ctx, it, "%s: expected an HTTP status (400-599), timeout or connect", ctx->path);
         } else if (st < 400 || st > 599) {
             sl_cfg_error(ctx, it, "%s: must be between 400 and 599", ctx->path);
@@ -337,7 +336,7 @@ static const sl_csection timeouts_section = {"providers[].timeouts", ARR(timeout
 static const sl_ckey provider_keys[] = {
     {.name = "name", .type = SL_CK_STRING, .offset = OFF(sl_provider_cfg, name), .required = true,
      .doc = "Unique name (letters, digits, - _ .), used by models[].targets[].provider and in metrics."},
-    {.name = "type", .type = SL_CK_CUSTOM, .parse = parse_provider_type, .required = true, .type_doc = "enum",
+    {.name = "type", .type = SL_CK_CUSTOM, .parse = parse_provider_type, .required = true, .type_doc = "provider type",
      .doc = "Provider type (table below); decides wire protocol, auth header and default base_url."},
     {.name = "base_url", .type = SL_CK_CUSTOM, .parse = parse_base_url, .type_doc = "URL",
      .doc = "API root, trailing '/' removed; defaults per type; required for azure and openai-compatible."},
@@ -388,7 +387,7 @@ static const sl_ckey model_keys[] = {
     {.name = "targets", .type = SL_CK_CUSTOM, .parse = parse_targets, .required = true, .max_items = 256,
      .type_doc = "list of target", .doc = "Where requests for this name may go (at least one), below."},
     {.name = "balance", .type = SL_CK_ENUM, .offset = OFF(sl_model_cfg, balance), .enums = balance_names,
-     .def = "weighted", .doc = "weighted | least_request | latency | prefix_cache | metrics."},
+     .def = "weighted", .doc = "Balancer over the targets: weighted, least_request, latency, prefix_cache or metrics."},
     {.name = "retry", .type = SL_CK_SECTION, .offset = OFF(sl_model_cfg, retry), .sub = &retry_section,
      .doc = "Retries over the targets, below."},
     {.name = "fallbacks", .type = SL_CK_STRLIST, .offset = OFF(sl_model_cfg, fallbacks),

@@ -30,7 +30,7 @@ typedef enum {
     SL_CK_BOOL,       /* bool */
     SL_CK_ENUM,       /* int: index into enums[] */
     SL_CK_STRLIST,    /* char ** at offset, size_t count at count_offset; empty items dropped */
-    SL_CK_STRMAP,     /* sl_kv * at offset, size_t count at count_offset */
+    SL_CK_STRMAP,     /* sl_kv * at offset, size_t count at count_offset; empty values dropped */
     SL_CK_SECTION,    /* nested table sub, struct at offset */
     SL_CK_CUSTOM,     /* parse() does it; type_doc names the type in the docs */
 } sl_ckey_type;
@@ -102,6 +102,9 @@ const char *sl_cfg_where(const sl_cfg_ctx *ctx);
 /* Copies into the snapshot arena; sets ctx->oom and returns NULL on failure. */
 char *sl_cfg_strdup(sl_cfg_ctx *ctx, sl_str s);
 void *sl_cfg_calloc(sl_cfg_ctx *ctx, size_t count, size_t size);
+
+/* A decimal number: SL_EINVAL when not one, SL_ELIMIT when negative or over UINT64_MAX. */
+int sl_cfg_number(sl_str v, uint64_t *out);
 
 /* Walks map (NULL = absent) with sec: unknown keys, types, bounds, defaults. */
 void sl_cfg_parse_section(sl_cfg_ctx *ctx, const sl_csection *sec, const sl_ynode *map, void *base);

@@ -188,6 +188,8 @@ void sl_gw_finish(sl_gw_req *r)
     sl_buf_free(&r->up_body);
     sl_buf_free(&r->resp);
     sl_sse_free(&r->sse);
+    sl_xlat_stream_free(r->xs);
+    r->xs = NULL;
     sl_config_release(r->cfg);
     atomic_fetch_sub(&w->inflight, 1);
     sl_hx_finish(r->hx);
@@ -225,11 +227,36 @@ static const route routes[] = {
     {"POST", "/v1/chat/completions", SL_API_CHAT, SL_PROTO_OPENAI, "chat.completions", "chat"},
     {"POST", "/v1/embeddings", SL_API_EMBEDDINGS, SL_PROTO_OPENAI, "embeddings", "embeddings"},
     {"GET", "/v1/models", SL_API_MODELS, SL_PROTO_OPENAI, "models", "models"},
+    {"POST", "/v1/responses", SL_API_RESPONSES, SL_PROTO_OPENAI, "responses", "chat"},
+    {"POST", "/v1/messages", SL_API_MESSAGES, SL_PROTO_ANTHROPIC, "messages", "chat"},
 };
 
-static const route *find_route(sl_str method, sl_str path, bool *path_known)
+static const route gemini_generate = {"POST", NULL, SL_API_GEMINI, SL_PROTO_GEMINI, "generateContent", "chat"};
+static const route gemini_stream = {"POST", NULL, SL_API_GEMINI, SL_PROTO_GEMINI, "streamGenerateContent", "chat"};
+
+/* Gemini puts the model and the call in the path: /v1beta/models/{model}:{generateContent|streamGenerateContent}. */
+static const route *find_gemini_route(sl_str path, sl_str *model)
+{
+    sl_str prefix = SL_STR("/v1beta/models/");
+    if (!sl_str_starts_with(path, prefix)) return NULL;
+    sl_str rest = {path.p + prefix.n, path.n - prefix.n};
+    const char *colon = memchr(rest.p, ':', rest.n);
+    if (!colon || colon == rest.p) return NULL;
+    *model = (sl_str){rest.p, (size_t)(colon - rest.p)};
+    sl_str call = {colon + 1, rest.n - model->n - 1};
+    if (sl_str_eq_lit(call, "generateContent")) return &gemini_generate;
+    if (sl_str_eq_lit(call, "streamGenerateContent")) return &gemini_stream;
+    return NULL;
+}
+
+static const route *find_route(sl_str method, sl_str path, bool *path_known, sl_str *path_model)
 {
     *path_known = false;
+    const route *g = find_gemini_route(path, path_model);
+    if (g) {
+        *path_known = true;
+        return sl_str_eq_lit(method, "POST") ? g : NULL;
+    }
     for (size_t i = 0; i < SL_ARRAY_LEN(routes); i++) {
         if (!sl_str_eq_lit(path, routes[i].path)) continue;
         *path_known = true;
@@ -336,13 +363,23 @@ static bool parse_body(sl_gw_req *r)
     return true;
 }
 
-static bool resolve_model(sl_gw_req *r)
+static bool resolve_model(sl_gw_req *r, sl_str path_model)
 {
-    r->model_tok = sl_json_obj_get(&r->doc, 0, "model");
-    if (r->model_tok < 0 || sl_json_type_of(&r->doc, r->model_tok) != SL_JSON_STRING ||
-        sl_json_str(&r->doc, r->model_tok, &r->hx->arena, &r->model) != SL_OK || r->model.n == 0) {
-        sl_gw_error(r, 400, "invalid_request_error", NULL, "you must provide a model parameter");
-        return false;
+    if (r->in_proto == SL_PROTO_GEMINI) {
+        r->model_tok = -1;
+        r->model = path_model;
+    } else {
+        r->model_tok = sl_json_obj_get(&r->doc, 0, "model");
+        if (r->model_tok < 0 || sl_json_type_of(&r->doc, r->model_tok) != SL_JSON_STRING ||
+            sl_json_str(&r->doc, r->model_tok, &r->hx->arena, &r->model) != SL_OK || r->model.n == 0) {
+            sl_gw_error(r, 400, "invalid_request_error", NULL, "you must provide a model parameter");
+            return false;
+        }
+        /* Two "model" members could route on one and bill or run on the other: refuse. */
+        if (sl_json_obj_key_count(&r->doc, 0, "model") != 1) {
+            sl_gw_error(r, 400, "invalid_request_error", NULL, "the request names 'model' more than once");
+            return false;
+        }
     }
     r->rec.model = r->model;
     r->mcfg = sl_config_find_model(r->cfg, r->model);
@@ -354,17 +391,26 @@ static bool resolve_model(sl_gw_req *r)
     return true;
 }
 
-static bool validate_chat(sl_gw_req *r)
+/* Chat-style requests of every protocol: the conversation must be there; note stream and usage flags. */
+static bool validate_chat(sl_gw_req *r, const route *rt)
 {
-    int msgs = sl_json_obj_get(&r->doc, 0, "messages");
-    if (msgs < 0 || sl_json_type_of(&r->doc, msgs) != SL_JSON_ARRAY) {
-        sl_gw_error(r, 400, "invalid_request_error", NULL, "'messages' is a required property and must be an array");
+    const char *field = r->in_proto == SL_PROTO_GEMINI ? "contents" : "messages";
+    if (r->api != SL_API_RESPONSES) {
+        int msgs = sl_json_obj_get(&r->doc, 0, field);
+        if (msgs < 0 || sl_json_type_of(&r->doc, msgs) != SL_JSON_ARRAY) {
+            sl_gw_error(r, 400, "invalid_request_error", NULL, "'%s' is a required property and must be an array", field);
+            return false;
+        }
+    }
+    sl_xlat_req_opts o = {.stream = rt == &gemini_stream};
+    sl_xlat_req_info info;
+    if (sl_xlat_request_info(r->in_proto, &r->doc, &o, &info) != SL_OK) {
+        sl_gw_error(r, 400, "invalid_request_error", NULL, "the request body is not a valid %s request",
+                    sl_proto_name(r->in_proto));
         return false;
     }
-    r->stream = sl_json_bool(&r->doc, sl_json_obj_get(&r->doc, 0, "stream"), false);
-    int so = sl_json_obj_get(&r->doc, 0, "stream_options");
-    if (so >= 0 && sl_json_type_of(&r->doc, so) == SL_JSON_OBJECT)
-        r->caller_wants_usage = sl_json_bool(&r->doc, sl_json_obj_get(&r->doc, so, "include_usage"), false);
+    r->stream = info.stream;
+    r->caller_wants_usage = info.include_usage;
     return true;
 }
 
@@ -402,7 +448,8 @@ void sl_gateway_handle(sl_hx *hx, void *worker)
     sl_hx_on_abort(hx, on_client_abort, r);
 
     bool known = false;
-    const route *rt = find_route(hx->req.method, hx->req.path, &known);
+    sl_str path_model = SL_STR_NULL;
+    const route *rt = find_route(hx->req.method, hx->req.path, &known, &path_model);
     if (!rt) {
         r->rec.api = "unknown";
         if (known) sl_gw_error(r, 405, "invalid_request_error", NULL, "method %.*s not allowed here", SL_STR_FMT(hx->req.method));
@@ -419,8 +466,8 @@ void sl_gateway_handle(sl_hx *hx, void *worker)
         handle_models(r);
         return;
     }
-    if (!parse_body(r) || !resolve_model(r)) return;
-    if (rt->api == SL_API_CHAT && !validate_chat(r)) return;
+    if (!parse_body(r) || !resolve_model(r, path_model)) return;
+    if (rt->api != SL_API_EMBEDDINGS && !validate_chat(r, rt)) return;
     if (rt->api == SL_API_EMBEDDINGS && !validate_embeddings(r)) return;
     r->rec.stream = r->stream;
     sl_filters_run_request(r);

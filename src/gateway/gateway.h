@@ -17,6 +17,7 @@
 #include "gateway/runtime.h"
 #include "http/sse.h"
 #include "json/json.h"
+#include "protocols/translate.h"
 
 typedef enum {
     SL_API_CHAT,        /* POST /v1/chat/completions */
@@ -63,6 +64,8 @@ typedef struct sl_gw_req {
     int up_status;
     bool up_is_sse;
     sl_sse_parser sse;
+    sl_xlat_stream *xs;           /* stream translator / filter (NULL on the OpenAI fast path) */
+    bool stream_done;             /* the upstream stream's terminal event was seen */
     sl_buf resp;                  /* buffered non-stream response body */
     bool client_head_sent;
     bool paused;

@@ -3,11 +3,16 @@
  *
  * Same protocol in and out (the common case): the caller's body is passed
  * through with only the needed edits spliced in (model name; for OpenAI
- * streams, stream_options.include_usage so usage can be counted). Streams are
+ * streams, stream_options.include_usage so usage can be counted). Other
+ * pairs are translated both ways by protocols/translate.h. Streams are
  * forwarded event by event with back-pressure (a slow client pauses the
  * upstream transfer); the usage chunk the gateway asked for is stripped again
  * when the caller did not ask for it. Non-stream answers are buffered (bounded)
  * so usage can be read and the public model name put back.
+ *
+ * OpenAI to OpenAI streams take a fast path: a chunk is parsed only when it
+ * carries usage or its model name must be rewritten; every other pair goes
+ * through an sl_xlat_stream (a pass-through filter when the protocols match).
  *
  * Failures before the first byte reached the caller are retried on the next
  * target (retry.attempts, retry.on); after it, they are reported inside the
@@ -17,6 +22,7 @@
 
 #include "core/log.h"
 #include "gateway/gateway.h"
+#include "protocols/xlat_ir.h"
 #include "providers/providers.h"
 
 void sl_gw_pick_target(sl_gw_req *r);
@@ -25,32 +31,11 @@ void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code
 
 static void start_attempt(sl_gw_req *r);
 
-/* ---------------------------------------------------------------- usage */
-
-static int64_t int_at(const sl_json_doc *d, int obj, const char *key)
-{
-    int64_t v = 0;
-    int t = obj >= 0 ? sl_json_obj_get(d, obj, key) : -1;
-    if (t >= 0 && sl_json_int(d, t, &v) == SL_OK && v >= 0) return v;
-    return 0;
-}
-
-/* Reads an OpenAI "usage" object. */
-static void openai_usage(const sl_json_doc *d, int u, sl_usage *out)
-{
-    if (u < 0 || sl_json_type_of(d, u) != SL_JSON_OBJECT) return;
-    out->present = true;
-    out->input_tokens = int_at(d, u, "prompt_tokens");
-    out->output_tokens = int_at(d, u, "completion_tokens");
-    int pd = sl_json_obj_get(d, u, "prompt_tokens_details");
-    out->cached_tokens = pd >= 0 && sl_json_type_of(d, pd) == SL_JSON_OBJECT ? int_at(d, pd, "cached_tokens") : 0;
-    int cd = sl_json_obj_get(d, u, "completion_tokens_details");
-    out->reasoning_tokens = cd >= 0 && sl_json_type_of(d, cd) == SL_JSON_OBJECT ? int_at(d, cd, "reasoning_tokens") : 0;
-}
-
 /* ---------------------------------------------------------------- request body */
 
 static bool need_model_rewrite(const sl_gw_req *r) { return !sl_str_eq(r->upstream_model, r->model); }
+static bool same_proto(const sl_gw_req *r) { return r->target->provider->proto == r->in_proto; }
+static bool fast_openai(const sl_gw_req *r) { return r->in_proto == SL_PROTO_OPENAI && same_proto(r); }
 
 /* Quoted JSON string for s, in the request arena. */
 static sl_str json_quoted(sl_gw_req *r, sl_str s)
@@ -101,6 +86,21 @@ static int build_passthrough_body(sl_gw_req *r)
     return sl_json_splice(r->hx->body.p, r->hx->body.n, edits, n, &r->up_body);
 }
 
+/* Builds the upstream body: spliced when the protocols match, translated otherwise. */
+static int build_body(sl_gw_req *r, const char **errmsg)
+{
+    if (same_proto(r)) return build_passthrough_body(r);
+    sl_xlat_req_opts o = {
+        .upstream_model = r->upstream_model,
+        .default_max_tokens = r->mcfg->default_max_tokens,
+        .stream = r->stream,
+        .id_prefix = sl_str_from_cstr(r->request_id),
+    };
+    sl_buf_clear(&r->up_body);
+    return sl_xlat_request(r->in_proto, r->target->provider->proto, &r->doc, &o, &r->hx->arena, &r->up_body, NULL,
+                           errmsg);
+}
+
 /* ---------------------------------------------------------------- stream forwarding */
 
 static void on_client_drain(sl_hx *hx, void *arg)
@@ -136,7 +136,7 @@ static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
         return write_event(r, event, data); /* not ours to judge: pass it on */
     int u = sl_json_obj_get(&d, 0, "usage");
     if (u >= 0 && sl_json_type_of(&d, u) == SL_JSON_OBJECT) {
-        openai_usage(&d, u, &r->rec.usage);
+        sl_oai_usage_decode(&d, u, &r->rec.usage);
         int ch = sl_json_obj_get(&d, 0, "choices");
         bool usage_only = ch < 0 || (sl_json_type_of(&d, ch) == SL_JSON_ARRAY && d.toks[ch].count == 0);
         if (usage_only && !r->caller_wants_usage) return SL_OK;
@@ -152,12 +152,34 @@ static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
     return rc;
 }
 
+static int write_out(sl_gw_req *r, sl_buf *out)
+{
+    if (out->len == 0) return SL_OK;
+    if (!r->rec.first_byte_ns) r->rec.first_byte_ns = uv_hrtime();
+    return sl_hx_write(r->hx, out->p, out->len);
+}
+
 static int on_sse_event(void *ud, sl_str event, sl_str data)
 {
     sl_gw_req *r = ud;
-    if (r->target->provider->proto == SL_PROTO_OPENAI && data.n && data.p[0] == '{')
-        return forward_openai_chunk(r, event, data);
-    return write_event(r, event, data);
+    if (!r->xs) {
+        if (sl_str_eq_lit(data, "[DONE]")) r->stream_done = true;
+        if (data.n && data.p[0] == '{') return forward_openai_chunk(r, event, data);
+        return write_event(r, event, data);
+    }
+    sl_buf out;
+    sl_buf_init(&out, 0);
+    int rc = sl_xlat_stream_event(r->xs, event, data, &out);
+    if (rc == SL_EPARSE) {
+        sl_buf_clear(&out);
+        sl_xlat_stream_error(r->xs, 502, SL_STR("upstream sent an event that is not valid for its protocol"), &out);
+        r->rec.error = SL_STR("malformed upstream event");
+        sl_hx_close_after(r->hx);
+    }
+    int wrc = write_out(r, &out);
+    sl_buf_free(&out);
+    if (sl_xlat_stream_done(r->xs)) r->stream_done = true;
+    return rc ? rc : wrc;
 }
 
 static void send_stream_head(sl_gw_req *r)
@@ -170,16 +192,25 @@ static void send_stream_head(sl_gw_req *r)
     sl_gw_common_headers(r, h, &n, SL_ARRAY_LEN(h));
     r->rec.status = 200;
     r->client_head_sent = true;
+    if (!fast_openai(r)) {
+        sl_xlat_resp_opts o = {.public_model = r->model, .id = sl_str_from_cstr(r->request_id)};
+        r->xs = sl_xlat_stream_new(r->target->provider->proto, r->in_proto, &o, r->caller_wants_usage);
+    }
     sl_hx_respond_head(r->hx, 200, h, n, -1);
 }
 
 /* Reports a failure inside a stream that has already started (SPEC §3). */
-static void stream_error(sl_gw_req *r, const char *type, const char *msg)
+static void stream_error(sl_gw_req *r, int status, const char *type, const char *msg)
 {
     sl_buf body;
     sl_buf_init(&body, 0);
-    sl_gw_error_body(r->in_proto, 502, type, NULL, msg, &body);
-    write_event(r, r->in_proto == SL_PROTO_ANTHROPIC ? SL_STR("error") : SL_STR_NULL, sl_buf_str(&body));
+    if (r->xs) {
+        sl_xlat_stream_error(r->xs, status, sl_str_from_cstr(msg), &body);
+        write_out(r, &body);
+    } else {
+        sl_gw_error_body(r->in_proto, status, type, NULL, msg, &body);
+        write_event(r, r->in_proto == SL_PROTO_ANTHROPIC ? SL_STR("error") : SL_STR_NULL, sl_buf_str(&body));
+    }
     sl_buf_free(&body);
     r->rec.error = sl_arena_str(&r->hx->arena, sl_str_from_cstr(msg));
     sl_hx_close_after(r->hx);
@@ -283,8 +314,19 @@ static void respond_buffered(sl_gw_req *r)
     sl_str body = sl_buf_str(&r->resp);
     sl_buf out;
     sl_buf_init(&out, 0);
-    if (sl_json_parse(&d, body.p, body.n, &r->hx->arena, NULL, NULL) == SL_OK && sl_json_type_of(&d, 0) == SL_JSON_OBJECT) {
-        if (r->target->provider->proto == SL_PROTO_OPENAI) openai_usage(&d, sl_json_obj_get(&d, 0, "usage"), &r->rec.usage);
+    sl_proto up = r->target->provider->proto;
+    if (!same_proto(r)) {
+        sl_xlat_resp_opts o = {.public_model = r->model, .id = sl_str_from_cstr(r->request_id)};
+        if (sl_xlat_response(up, r->in_proto, body.p, body.n, &o, &r->hx->arena, &out, &r->rec.usage, NULL) != SL_OK) {
+            sl_buf_free(&out);
+            sl_gw_error(r, 502, "upstream_error", NULL, "upstream %.*s returned a response that cannot be translated",
+                        SL_STR_FMT(r->rec.provider));
+            return;
+        }
+        body = sl_buf_str(&out);
+    } else if (sl_json_parse(&d, body.p, body.n, &r->hx->arena, NULL, NULL) == SL_OK &&
+               sl_json_type_of(&d, 0) == SL_JSON_OBJECT) {
+        sl_xlat_response_usage(up, body.p, body.n, &r->hx->arena, &r->rec.usage, NULL);
         int m = sl_json_obj_get(&d, 0, "model");
         if (m >= 0 && need_model_rewrite(r)) {
             sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
@@ -303,6 +345,29 @@ static void respond_buffered(sl_gw_req *r)
     r->rec.first_byte_ns = uv_hrtime();
     sl_hx_respond(r->hx, r->up_status, h, n, body.p, body.n);
     sl_buf_free(&out);
+    sl_gw_finish(r);
+}
+
+/* The upstream closed the stream cleanly at the HTTP level: was it complete? */
+static void finish_stream(sl_gw_req *r)
+{
+    bool truncated = sl_sse_finish(&r->sse) == SL_EPARSE;
+    if (r->xs && !truncated && !r->stream_done) {
+        sl_buf out;
+        sl_buf_init(&out, 0);
+        /* Anthropic and OpenAI streams have an explicit end; Gemini's ends with the body. */
+        if (r->target->provider->proto == SL_PROTO_GEMINI) sl_xlat_stream_end(r->xs, &out);
+        else truncated = true;
+        write_out(r, &out);
+        sl_buf_free(&out);
+    } else if (!r->xs && !r->stream_done) {
+        truncated = true;
+    }
+    if (r->xs) {
+        const sl_usage *u = sl_xlat_stream_usage(r->xs);
+        if (u->present) r->rec.usage = *u;
+    }
+    if (truncated && !r->hx->aborted) stream_error(r, 502, "upstream_error", "upstream stream ended before it was complete");
     sl_gw_finish(r);
 }
 
@@ -330,7 +395,7 @@ static void up_on_done(void *ud, const sl_up_result *res)
         if (timeout) snprintf(msg, sizeof msg, "upstream %s timed out (%s)", r->target->provider->name, timeout_name(res->error));
         else snprintf(msg, sizeof msg, "upstream %s failed: %s", r->target->provider->name, res->detail ? res->detail : "error");
         if (r->client_head_sent) {
-            stream_error(r, timeout ? "timeout" : "upstream_error", msg);
+            stream_error(r, timeout ? 504 : 502, timeout ? "timeout" : "upstream_error", msg);
             sl_gw_finish(r);
         } else if (timeout) {
             sl_gw_error(r, 504, "timeout", "timeout", "%s", msg);
@@ -340,7 +405,7 @@ static void up_on_done(void *ud, const sl_up_result *res)
         return;
     }
     if (r->client_head_sent) { /* a stream that ended */
-        sl_gw_finish(r);
+        finish_stream(r);
         return;
     }
     if (r->up_status >= 200 && r->up_status < 300) {
@@ -369,13 +434,19 @@ static void start_attempt(sl_gw_req *r)
     r->attempts++;
     r->up_status = 0;
     r->up_is_sse = false;
-    if (p->proto != r->in_proto) {
-        sl_gw_error(r, 400, "invalid_request_error", "unsupported_provider_protocol",
-                    "model '%.*s' is served by provider '%s' whose protocol cannot be reached from this API yet",
-                    SL_STR_FMT(r->model), p->name);
+    if (!same_proto(r) && r->api != SL_API_CHAT && r->api != SL_API_MESSAGES && r->api != SL_API_GEMINI) {
+        sl_gw_error(r, 404, "invalid_request_error", "unsupported_endpoint",
+                    "model '%.*s' is served by provider '%s', which does not offer this API", SL_STR_FMT(r->model),
+                    p->name);
         return;
     }
-    if (build_passthrough_body(r) != SL_OK) {
+    const char *errmsg = NULL;
+    int brc = build_body(r, &errmsg);
+    if (brc == SL_EINVAL) {
+        sl_gw_error(r, 400, "invalid_request_error", NULL, "%s", errmsg ? errmsg : "the request cannot be translated");
+        return;
+    }
+    if (brc != SL_OK) {
         sl_gw_error(r, 503, "service_unavailable", NULL, "cannot build the upstream request");
         return;
     }
@@ -390,6 +461,9 @@ static void start_attempt(sl_gw_req *r)
         call.headers[call.nheaders++] = (sl_http_header){SL_STR("x-request-id"), sl_str_from_cstr(r->request_id)};
     sl_sse_free(&r->sse);
     sl_sse_init(&r->sse, 8u << 20);
+    sl_xlat_stream_free(r->xs);
+    r->xs = NULL;
+    r->stream_done = false;
     sl_up_request req = {
         .method = "POST",
         .url = call.url,

@@ -7,14 +7,7 @@
 #define SL_RECORD_H
 
 #include "core/sl.h"
-
-typedef struct sl_usage {
-    int64_t input_tokens;
-    int64_t output_tokens;
-    int64_t cached_tokens;    /* part of input_tokens served from a provider cache */
-    int64_t reasoning_tokens; /* part of output_tokens */
-    bool present;             /* the provider reported usage */
-} sl_usage;
+#include "protocols/translate.h" /* sl_usage */
 
 typedef struct sl_req_record {
     uint64_t start_ns;        /* header block complete (uv_hrtime) */

@@ -98,6 +98,7 @@ void sl_conn_respond_error(sl_conn *c, int status, const char *why)
     sl_conn_write_raw(c, body, (size_t)blen);
     c->close_when_flushed = true;
     c->state = CONN_DISPATCHED; /* parse nothing more */
+    c->timer_kind = TIMER_NONE;
     uv_timer_stop(&c->timer);
     sl_conn_flush(c);
 }

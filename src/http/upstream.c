@@ -82,7 +82,7 @@ static void finish(sl_up_req *q, sl_up_error err, const char *detail)
 
 static sl_up_error map_curl_error(const sl_up_req *q, CURLcode code)
 {
-    if (q->fail) return q->fail;
+    if (q->fail) return q->fail; /* we stopped curl (our abort: WRITE_ERROR -> ABORTED; header cap -> IO) */
     switch (code) {
     case CURLE_OK:
         return SL_UP_OK;
@@ -102,9 +102,6 @@ static sl_up_error map_curl_error(const sl_up_req *q, CURLcode code)
     case CURLE_OPERATION_TIMEDOUT:
         /* Only the connect timeout is curl's; ours are timers. */
         return q->head_done ? SL_UP_ERR_TIMEOUT_TOTAL : SL_UP_ERR_TIMEOUT_CONNECT;
-    case CURLE_WRITE_ERROR:
-    case CURLE_ABORTED_BY_CALLBACK:
-        return SL_UP_ERR_ABORTED;
     default: /* RECV_ERROR, SEND_ERROR, PARTIAL_FILE, GOT_NOTHING, HTTP2, HTTP2_STREAM, ... */
         return SL_UP_ERR_IO;
     }

@@ -51,9 +51,12 @@ typedef struct sl_up_result {
 typedef struct sl_up_callbacks {
     /* Status and headers (once, before any data). Return 0, or an SL_E* to abort. */
     int (*on_head)(void *ud, int status, const sl_http_header *headers, size_t nheaders);
-    /* A chunk of the (de-chunked, decompressed as sent) body. Return 0, SL_EAGAIN to pause, or an SL_E* to abort. */
+    /* A chunk of the (de-chunked, decompressed as sent) body. Return 0, SL_EAGAIN to pause, or an SL_E* to abort.
+     * SL_EAGAIN means "not consumed": after sl_up_req_resume() on_data is called AGAIN with the same bytes
+     * (possibly split differently), so keep nothing from a call that returned SL_EAGAIN. */
     int (*on_data)(void *ud, const char *p, size_t n);
-    /* Exactly once per request, unless cancelled first. The request is freed after it returns. */
+    /* Exactly once per request, unless cancelled first. The request is freed after it returns.
+     * r->detail is valid during the call only (NULL on success). */
     void (*on_done)(void *ud, const sl_up_result *r);
 } sl_up_callbacks;
 
@@ -71,10 +74,16 @@ typedef struct sl_up_request {
 } sl_up_request;
 
 sl_upstream *sl_upstream_new(uv_loop_t *loop, const sl_upstream_opts *opts);
-/* Cancels every request in flight (no callbacks) and closes handles; the loop must run once more to finish. */
+/* Cancels every request in flight (no callbacks) and closes handles; the loop must run once more to finish.
+ * May be called from inside a callback (then it completes when the callback returns). */
 void sl_upstream_free(sl_upstream *u);
 
-/* Starts a request; returns NULL on allocation failure (no callbacks then). */
+/* Starts a request; returns NULL on allocation failure (no callbacks then). An invalid request (bad method
+ * or header bytes) is reported as SL_UP_ERR_CONNECT through on_done on a later loop turn, never from inside
+ * this call. Header slices given to on_head are valid during that call only.
+ * All of pause/resume/cancel/start may be called from inside on_head/on_data/on_done: what curl cannot do
+ * from inside its own callbacks is deferred until it returns. Pausing stops the idle deadline (not the
+ * first-byte or total ones). Plain http:// is HTTP/1.1; https:// offers h2 via ALPN and multiplexes. */
 sl_up_req *sl_upstream_start(sl_upstream *u, const sl_up_request *r, const sl_up_callbacks *cb, void *ud);
 void sl_up_req_pause(sl_up_req *q);
 void sl_up_req_resume(sl_up_req *q);

@@ -8,6 +8,7 @@
 #include "http/upstream_int.h"
 
 #include <limits.h>
+#include <strings.h>
 
 /* ---- request options ---- */
 
@@ -131,11 +132,17 @@ int sl_up__setup_easy(sl_up_req *q, const sl_up_request *r)
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(CURLOPT_TCP_KEEPIDLE, 60L);
     SETOPT(CURLOPT_TCP_KEEPINTVL, 15L);
-    /* Wait for a pooled HTTP/2 connection to multiplex on rather than opening another. */
-    SETOPT(CURLOPT_PIPEWAIT, 1L);
     if (q->u->share) SETOPT(CURLOPT_SHARE, q->u->share);
-    /* h2 over TLS via ALPN, HTTP/1.1 otherwise; a curl without nghttp2 stays on 1.1. */
-    (void)curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    if (strncasecmp(r->url, "https://", 8) == 0) {
+        /* h2 via ALPN (a curl without nghttp2 stays on 1.1), and wait for a pooled
+         * connection's ALPN answer so that parallel requests share one h2 connection. */
+        (void)curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+        SETOPT(CURLOPT_PIPEWAIT, 1L);
+    } else {
+        /* Plain http is HTTP/1.1 here. With PIPEWAIT (or an h2 wish) curl would hold every
+         * new request until the first connection's response head proved it is 1.1. */
+        SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    }
     if (r->connect_timeout_ms) SETOPT(CURLOPT_CONNECTTIMEOUT_MS, clamp_ms(r->connect_timeout_ms));
     /* The total deadline is our own timer, so that curl's OPERATION_TIMEDOUT only ever means "connect". */
     return SL_OK;

@@ -146,6 +146,42 @@ static void test_nul_in_value(void **state)
     assert_int_equal(parse(s, 33, &LIM, &status), SL_EPARSE);
 }
 
+/* Header values are scanned 8 bytes at a time: put the odd byte at every offset. */
+static void test_value_bytes_at_every_offset(void **state)
+{
+    (void)state;
+    static const char bytes[] = {'\t', '\x01', '\x7f', '\x1f', '\n', '\0', '\xff', '\x80', ' '};
+    for (size_t b = 0; b < sizeof bytes; b++) {
+        for (size_t pos = 0; pos < 24; pos++) {
+            char s[128];
+            char value[25];
+            memset(value, 'v', 24);
+            value[pos] = bytes[b];
+            static const char head[] = "GET / HTTP/1.1\r\nHost: a\r\nX-V: ";
+            size_t n = sizeof head - 1;
+            memcpy(s, head, n);
+            memcpy(s + n, value, 24);
+            n += 24;
+            memcpy(s + n, "\r\n\r\n", 4);
+            n += 4;
+            int status;
+            int rc = parse(s, n, &LIM, &status);
+            bool ok = bytes[b] == '\t' || bytes[b] == ' ' || (unsigned char)bytes[b] >= 0x80;
+            if (ok) {
+                assert_int_equal(rc, (int)n);
+                /* OWS at either end is trimmed */
+                bool ows = bytes[b] == '\t' || bytes[b] == ' ';
+                size_t lo = (pos == 0 && ows) ? 1 : 0, hi = (pos == 23 && ows) ? 1 : 0;
+                assert_int_equal(req.headers[1].value.n, 24 - lo - hi);
+                assert_memory_equal(req.headers[1].value.p, value + lo, 24 - lo - hi);
+            } else {
+                assert_int_equal(rc, SL_EPARSE);
+                assert_int_equal(status, 400);
+            }
+        }
+    }
+}
+
 /* ---- valid requests ---- */
 
 static void test_get(void **state)
@@ -508,6 +544,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_malformed_table),
         cmocka_unit_test(test_nul_in_value),
+        cmocka_unit_test(test_value_bytes_at_every_offset),
         cmocka_unit_test(test_get),
         cmocka_unit_test(test_post_content_length),
         cmocka_unit_test(test_chunked_request),

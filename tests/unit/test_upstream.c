@@ -147,6 +147,17 @@ static size_t find_content_length(sl_str head)
     return 0;
 }
 
+/* A target "/sN" plays scripts[N]; any other plays them in arrival order. */
+static int pick_script(const tsrv *s, sl_str head)
+{
+    const char *sp = memchr(head.p, ' ', head.n);
+    if (sp && (size_t)(sp - head.p) + 4 < head.n && sp[1] == '/' && sp[2] == 's' && sp[3] >= '0' && sp[3] <= '9') {
+        int n = sp[3] - '0';
+        if (n < s->nscripts) return n;
+    }
+    return s->served < s->nscripts ? s->served : s->nscripts - 1;
+}
+
 static void try_request(tconn *c)
 {
     if (c->sc || c->closing) return;
@@ -160,8 +171,9 @@ static void try_request(tconn *c)
     sl_buf_clear(&s->last_body);
     assert_int_equal(sl_buf_append(&s->last_head, c->in.p, hlen), 0);
     assert_int_equal(sl_buf_append(&s->last_body, c->in.p + hlen, blen), 0);
+    int idx = pick_script(s, (sl_str){c->in.p, hlen});
     sl_buf_consume(&c->in, hlen + blen);
-    c->sc = &s->scripts[s->served < s->nscripts ? s->served : s->nscripts - 1];
+    c->sc = &s->scripts[idx];
     s->served++;
     c->step = 0;
     next_step(c);
@@ -374,6 +386,7 @@ static void rctx_fini(rctx *r)
 }
 
 static bool is_done(void *arg) { return ((rctx *)arg)->dones > 0; }
+static bool server_saw_eof(void *arg) { return ((fx *)arg)->srv.eofs > 0; }
 
 static void start(rctx *r, sl_up_request *req)
 {
@@ -553,6 +566,7 @@ static void test_idle_timeout(void **state)
     assert_int_equal(r.heads, 1);
     assert_int_equal(r.res.status, 200);
     assert_int_equal(r.res.bytes_received, 10);
+    run_until(f, server_saw_eof, f); /* the abandoned connection is closed, not pooled */
     rctx_fini(&r);
 }
 
@@ -678,8 +692,6 @@ static void test_explicit_pause(void **state)
     expect_body(&r, "alphabetagammadelta");
     rctx_fini(&r);
 }
-
-static bool server_saw_eof(void *arg) { return ((fx *)arg)->srv.eofs > 0; }
 
 static void test_cancel_in_data(void **state)
 {
@@ -852,6 +864,280 @@ static void test_start_from_on_done(void **state)
     rctx_fini(&r);
 }
 
+static int cancel_head(void *ud, int status, const sl_http_header *h, size_t n)
+{
+    rctx *r = ud;
+    r_head(ud, status, h, n);
+    sl_up_req_cancel(r->q);
+    sl_up_req_cancel(r->q); /* twice is harmless */
+    return 0;
+}
+
+static int abort_head(void *ud, int status, const sl_http_header *h, size_t n)
+{
+    r_head(ud, status, h, n);
+    return SL_EIO;
+}
+
+static const script HELD_BODY[] = {{{
+    {0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"},
+    {0, ACT_HOLD, NULL},
+}}};
+
+static void test_cancel_in_head(void **state)
+{
+    fx *f = *state;
+    f->srv.scripts = HELD_BODY, f->srv.nscripts = 1;
+    rctx r;
+    rctx_init(&r, f);
+    sl_up_callbacks cb = {cancel_head, r_data, r_done};
+    sl_up_request req = {.method = "GET", .url = f->url};
+    r.q = sl_upstream_start(f->u, &req, &cb, &r);
+    run_until(f, server_saw_eof, f);
+    assert_int_equal(r.heads, 1);
+    assert_int_equal(r.datas, 0);
+    assert_int_equal(r.dones, 0);
+    rctx_fini(&r);
+}
+
+static void test_abort_in_head(void **state)
+{
+    fx *f = *state;
+    f->srv.scripts = HELD_BODY, f->srv.nscripts = 1;
+    rctx r;
+    rctx_init(&r, f);
+    sl_up_callbacks cb = {abort_head, r_data, r_done};
+    sl_up_request req = {.method = "GET", .url = f->url};
+    r.q = sl_upstream_start(f->u, &req, &cb, &r);
+    run_until(f, is_done, &r);
+    assert_int_equal(r.res.error, SL_UP_ERR_ABORTED);
+    assert_int_equal(r.res.status, 200);
+    assert_int_equal(r.datas, 0);
+    run_until(f, server_saw_eof, f); /* the half-read connection is not pooled */
+    rctx_fini(&r);
+}
+
+/* Pause and resume both from inside on_head: the resume is deferred until curl returns. */
+static int pause_resume_head(void *ud, int status, const sl_http_header *h, size_t n)
+{
+    rctx *r = ud;
+    sl_up_req_pause(r->q);
+    sl_up_req_resume(r->q);
+    return r_head(ud, status, h, n);
+}
+
+static void test_resume_inside_callback(void **state)
+{
+    fx *f = *state;
+    f->srv.scripts = STREAM, f->srv.nscripts = 1;
+    rctx r;
+    rctx_init(&r, f);
+    sl_up_callbacks cb = {pause_resume_head, r_data, r_done};
+    sl_up_request req = {.method = "GET", .url = f->url};
+    r.q = sl_upstream_start(f->u, &req, &cb, &r);
+    run_until(f, is_done, &r);
+    assert_int_equal(r.res.error, SL_UP_OK);
+    expect_body(&r, "alphabetagammadelta");
+    rctx_fini(&r);
+}
+
+/* Starting a request from inside on_data (curl forbids add_handle there: it is deferred). */
+typedef struct nested {
+    rctx outer, inner;
+    char url[64];
+} nested;
+
+static int start_in_data(void *ud, const char *p, size_t n)
+{
+    nested *ns = ud;
+    if (!ns->inner.q) {
+        sl_up_request req = {.method = "GET", .url = ns->url};
+        ns->inner.q = sl_upstream_start(ns->outer.f->u, &req, &CBS, &ns->inner);
+        assert_non_null(ns->inner.q);
+    }
+    return r_data(&ns->outer, p, n);
+}
+
+static int nested_head(void *ud, int st, const sl_http_header *h, size_t n) { return r_head(&((nested *)ud)->outer, st, h, n); }
+static void nested_done(void *ud, const sl_up_result *res) { r_done(&((nested *)ud)->outer, res); }
+static bool both_done(void *arg) { return ((nested *)arg)->outer.dones && ((nested *)arg)->inner.dones; }
+
+static void test_start_inside_data(void **state)
+{
+    fx *f = *state;
+    static const script sc[] = {
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nouter"}}},
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\ninner"}}},
+    };
+    f->srv.scripts = sc, f->srv.nscripts = 2;
+    nested ns;
+    rctx_init(&ns.outer, f);
+    rctx_init(&ns.inner, f);
+    snprintf(ns.url, sizeof ns.url, "http://127.0.0.1:%d/s1", f->srv.port);
+    char url0[64];
+    snprintf(url0, sizeof url0, "http://127.0.0.1:%d/s0", f->srv.port);
+    sl_up_callbacks cb = {nested_head, start_in_data, nested_done};
+    sl_up_request req = {.method = "GET", .url = url0};
+    ns.outer.q = sl_upstream_start(f->u, &req, &cb, &ns);
+    run_until(f, both_done, &ns);
+    assert_int_equal(ns.outer.res.error, SL_UP_OK);
+    assert_int_equal(ns.inner.res.error, SL_UP_OK);
+    expect_body(&ns.outer, "outer");
+    expect_body(&ns.inner, "inner");
+    rctx_fini(&ns.outer);
+    rctx_fini(&ns.inner);
+}
+
+/* Freeing the upstream from on_done while another request is in flight: no further callback. */
+typedef struct freer {
+    rctx a, b;
+} freer;
+
+static void free_in_done(void *ud, const sl_up_result *res)
+{
+    freer *fr = ud;
+    r_done(&fr->a, res);
+    sl_upstream_free(fr->a.f->u);
+    fr->a.f->u = NULL;
+}
+
+static int freer_head(void *ud, int st, const sl_http_header *h, size_t n) { return r_head(&((freer *)ud)->a, st, h, n); }
+static int freer_data(void *ud, const char *p, size_t n) { return r_data(&((freer *)ud)->a, p, n); }
+
+static void test_free_from_on_done(void **state)
+{
+    fx *f = *state;
+    static const script sc[] = {
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}}},
+        {{{0, ACT_HOLD, NULL}}},
+    };
+    f->srv.scripts = sc, f->srv.nscripts = 2;
+    freer fr;
+    rctx_init(&fr.a, f);
+    rctx_init(&fr.b, f);
+    char u0[64], u1[64];
+    snprintf(u0, sizeof u0, "http://127.0.0.1:%d/s0", f->srv.port);
+    snprintf(u1, sizeof u1, "http://127.0.0.1:%d/s1", f->srv.port);
+    sl_up_request rb = {.method = "GET", .url = u1};
+    fr.b.q = sl_upstream_start(f->u, &rb, &CBS, &fr.b);
+    while (f->srv.served < 1 && !f->expired) uv_run(&f->loop, UV_RUN_ONCE);
+    sl_up_callbacks cb = {freer_head, freer_data, free_in_done};
+    sl_up_request ra = {.method = "GET", .url = u0};
+    fr.a.q = sl_upstream_start(f->u, &ra, &cb, &fr);
+    run_until(f, is_done, &fr.a);
+    while (f->srv.eofs < 2 && !f->expired) uv_run(&f->loop, UV_RUN_ONCE); /* both connections closed */
+    assert_false(f->expired);
+    assert_int_equal(fr.a.res.error, SL_UP_OK);
+    assert_int_equal(fr.b.dones, 0);
+    rctx_fini(&fr.a);
+    rctx_fini(&fr.b);
+}
+
+static char many_headers[8192];
+
+static void test_header_cap(void **state)
+{
+    fx *f = *state;
+    size_t off = (size_t)snprintf(many_headers, sizeof many_headers, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
+    for (int i = 0; i < 200; i++)
+        off += (size_t)snprintf(many_headers + off, sizeof many_headers - off, "X-H%d: v\r\n", i);
+    snprintf(many_headers + off, sizeof many_headers - off, "\r\n");
+    static script sc[1];
+    sc[0].steps[0] = (step){0, ACT_SEND, many_headers};
+    f->srv.scripts = sc, f->srv.nscripts = 1;
+    rctx r;
+    rctx_init(&r, f);
+    sl_up_request req = {0};
+    start(&r, &req);
+    run_until(f, is_done, &r);
+    assert_int_equal(r.res.error, SL_UP_ERR_IO);
+    assert_int_equal(r.heads, 0);
+    rctx_fini(&r);
+}
+
+static void test_methods(void **state)
+{
+    fx *f = *state;
+    static const script sc[] = {{{{0, ACT_SEND, "HTTP/1.1 204 No Content\r\n\r\n"}}}};
+    f->srv.scripts = sc, f->srv.nscripts = 1;
+    rctx r;
+    rctx_init(&r, f);
+    sl_up_request req = {.method = "DELETE"};
+    start(&r, &req);
+    run_until(f, is_done, &r);
+    assert_int_equal(r.res.status, 204);
+    assert_int_equal(r.heads, 1);
+    assert_true(strncmp(f->srv.last_head.p, "DELETE /x HTTP/1.1\r\n", 20) == 0);
+    rctx_fini(&r);
+    rctx_init(&r, f);
+    sl_up_request put = {.method = "PUT", .body = "abc", .body_len = 3};
+    start(&r, &put);
+    run_until(f, is_done, &r);
+    assert_int_equal(r.res.error, SL_UP_OK);
+    assert_true(strncmp(f->srv.last_head.p, "PUT /x HTTP/1.1\r\n", 17) == 0);
+    assert_int_equal(f->srv.last_body.len, 3);
+    assert_memory_equal(f->srv.last_body.p, "abc", 3);
+    rctx_fini(&r);
+}
+
+/* Plain-http requests in parallel never wait on each other (no PIPEWAIT there). */
+static void test_parallel_while_one_is_slow(void **state)
+{
+    fx *f = *state;
+    static const script sc[] = {
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfast"}}},
+        {{{0, ACT_HOLD, NULL}}},
+    };
+    f->srv.scripts = sc, f->srv.nscripts = 2;
+    rctx slow, fast;
+    rctx_init(&slow, f);
+    rctx_init(&fast, f);
+    char u0[64], u1[64];
+    snprintf(u0, sizeof u0, "http://127.0.0.1:%d/s0", f->srv.port);
+    snprintf(u1, sizeof u1, "http://127.0.0.1:%d/s1", f->srv.port);
+    sl_up_request rs = {.url = u1};
+    start(&slow, &rs);
+    while (f->srv.served < 1 && !f->expired) uv_run(&f->loop, UV_RUN_ONCE);
+    sl_up_request rf = {.url = u0};
+    start(&fast, &rf);
+    run_until(f, is_done, &fast);
+    assert_int_equal(fast.res.error, SL_UP_OK);
+    expect_body(&fast, "fast");
+    assert_int_equal(slow.dones, 0);
+    assert_int_equal(f->srv.accepted, 2);
+    rctx_fini(&slow);
+    rctx_fini(&fast);
+}
+
+/* Every allocation in sl_upstream_start failing in turn: NULL and no callback, or a normal request. */
+static void test_start_alloc_failures(void **state)
+{
+    fx *f = *state;
+    static const script sc[] = {{{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}}}};
+    f->srv.scripts = sc, f->srv.nscripts = 1;
+    sl_http_header hs[] = {{SL_STR("X-A"), SL_STR("1")}, {SL_STR("X-B"), SL_STR("")}};
+    int nulls = 0;
+    for (long n = 1; n <= 12; n++) {
+        rctx r;
+        rctx_init(&r, f);
+        sl_up_request req = {.method = "GET", .url = f->url, .headers = hs, .nheaders = 2};
+        sl_alloc_fail_after(n);
+        r.q = sl_upstream_start(f->u, &req, &CBS, &r);
+        sl_alloc_fail_after(0);
+        if (!r.q) {
+            nulls++;
+        } else {
+            run_until(f, is_done, &r);
+            assert_int_equal(r.dones, 1);
+            assert_int_equal(r.res.error, SL_UP_OK);
+        }
+        for (int i = 0; i < 3; i++) uv_run(&f->loop, UV_RUN_NOWAIT); /* let closed handles go */
+        assert_int_equal(r.dones, r.q ? 1 : 0);
+        rctx_fini(&r);
+    }
+    assert_true(nulls > 0);
+}
+
 int main(void)
 {
     sl_upstream_global_init();
@@ -877,6 +1163,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_header_reported_async, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_start_from_on_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_in_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort_in_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_inside_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_inside_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_from_on_done, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_header_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_methods, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parallel_while_one_is_slow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_start_alloc_failures, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     sl_upstream_global_cleanup();
