@@ -654,7 +654,6 @@ sl_state *sl_state_redis_open(uv_loop_t *loop, const sl_state_cfg *cfg)
     c->timer.data = c;
     c->tick_ms = SL_MAX(5, SL_MIN(100, c->base.timeout_ms / 4));
     uv_timer_start(&c->timer, on_tick, c->tick_ms, c->tick_ms);
-    uv_unref((uv_handle_t *)&c->timer); /* never keeps a loop alive on its own */
     start_connect(c);
     return &c->base;
 }
