@@ -145,6 +145,7 @@ struct rconn {
     uint64_t tick_ms;
     uint64_t backoff_ms;
     uint64_t next_connect_ns;
+    uint64_t connect_started_ns;
     sl_state_op *head, *tail;
     size_t npending;
     char *host, *password;
@@ -253,6 +254,7 @@ static void start_connect(rconn *c)
         return;
     }
     c->ac = ac;
+    c->connect_started_ns = uv_hrtime();
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     if (c->password) redisAsyncCommand(ac, on_setup_reply, "AUTH", "AUTH %s", c->password);
@@ -279,6 +281,18 @@ static void on_tick(uv_timer_t *t)
     rconn *c = t->data;
     uint64_t now = uv_hrtime();
     if (!c->ac && !c->closing && now >= c->next_connect_ns) start_connect(c);
+    /* hiredis 0.14's libuv adapter drops poll errors (a refused connect reports POLLERR): a connect
+     * that neither succeeds nor fails within timeout_ms is abandoned and tried again later. */
+    if (c->ac && !c->connected && now > c->connect_started_ns + c->base.timeout_ms * 1000000ull) {
+        bool quiet = c->down_logged;
+        c->down_logged = true;
+        if (!quiet) sl_warn("redis %s:%d: connect timed out", c->host, c->port);
+        c->closing = true; /* no "reconnecting" log line for every attempt */
+        drop_connection(c, "connect timed out");
+        c->closing = false;
+        schedule_reconnect(c);
+        return;
+    }
     for (sl_state_op *op = c->head; op && op->deadline_ns <= now; op = op->next) fail_op(op, SL_ETIMEOUT);
     /* The oldest call long past its deadline: the server is stuck or the link is dead without a reset. */
     uint64_t stuck_ns = SL_MAX(1000ull, c->base.timeout_ms * 5) * 1000000ull;
@@ -377,6 +391,11 @@ static void on_reply(redisAsyncContext *ac, void *rp, void *privdata)
 
 /* ---- building calls ------------------------------------------------------ */
 
+/* No connection to send on: none at all, or one being re-established after a failure (fail fast then,
+ * so on_error applies at once instead of after timeout_ms). */
+static bool unusable(const rconn *c) { return !c->ac || c->closing || (!c->connected && c->down_logged); }
+
+
 static sl_state_op *op_new(rconn *c, int kind, int script)
 {
     sl_state_op *op = sl_calloc(1, sizeof(*op));
@@ -437,7 +456,7 @@ static int send_op(rconn *c, sl_state_op *op)
 {
     if (!op->args.p || op->argc >= MAX_ARGS) return SL_ENOMEM; /* an append failed, or too many arguments */
     for (int i = 0; i < op->argc; i++) op->argv[i] = op->args.p + op->argoff[i];
-    if (!c->ac || c->closing) return SL_EIO;
+    if (unusable(c)) return SL_EIO;
     if (c->npending >= MAX_PENDING) return SL_ELIMIT;
     op->deadline_ns = uv_hrtime() + c->base.timeout_ms * 1000000ull;
     if (redisAsyncCommandArgv(c->ac, on_reply, op, op->argc, op->argv, op->argvlen) != REDIS_OK) return SL_EIO;
@@ -473,7 +492,7 @@ static int submit(rconn *c, sl_state_op *op, sl_state_op **out)
 static int r_reserve(sl_state *h, const sl_reserve *q, sl_reserve_cb cb, void *ud, sl_state_op **out)
 {
     rconn *c = (rconn *)h;
-    if (!c->ac) return SL_EIO;
+    if (unusable(c)) return SL_EIO;
     sl_state_op *op = op_new(c, OP_RESERVE, SCRIPT_RESERVE);
     if (!op) return SL_ENOMEM;
     op->cb.reserve = cb, op->ud = ud;
@@ -507,7 +526,7 @@ static int settle_args(rconn *c, const sl_settle *s)
 static int r_settle(sl_state *h, const sl_settle *s)
 {
     rconn *c = (rconn *)h;
-    return c->ac ? settle_args(c, s) : SL_EIO;
+    return !unusable(c) ? settle_args(c, s) : SL_EIO;
 }
 
 /* A reservation admitted after its caller stopped waiting: undo it. */
@@ -522,7 +541,7 @@ static void give_back(rconn *c, const sl_state_op *op)
 static int r_usage(sl_state *h, sl_str consumer, int64_t now_ms, sl_usage_cb cb, void *ud, sl_state_op **out)
 {
     rconn *c = (rconn *)h;
-    if (!c->ac) return SL_EIO;
+    if (unusable(c)) return SL_EIO;
     sl_state_op *op = op_new(c, OP_USAGE, SCRIPT_USAGE);
     if (!op) return SL_ENOMEM;
     op->cb.usage = cb, op->ud = ud;
@@ -542,8 +561,8 @@ static sl_state_op *value_op(rconn *c, int script, sl_value_cb cb, void *ud)
 static int r_get(sl_state *h, sl_str key, sl_value_cb cb, void *ud, sl_state_op **out)
 {
     rconn *c = (rconn *)h;
-    sl_state_op *op = c->ac ? value_op(c, -1, cb, ud) : NULL;
-    if (!op) return c->ac ? SL_ENOMEM : SL_EIO;
+    sl_state_op *op = !unusable(c) ? value_op(c, -1, cb, ud) : NULL;
+    if (!op) return !unusable(c) ? SL_ENOMEM : SL_EIO;
     arg(op, SL_STR("GET"));
     arg_key(op, c->base.prefix, "kv:", key, "", -1);
     return submit(c, op, out);
@@ -552,8 +571,8 @@ static int r_get(sl_state *h, sl_str key, sl_value_cb cb, void *ud, sl_state_op 
 static int r_set(sl_state *h, sl_str key, sl_str value, uint64_t ttl_ms, sl_value_cb cb, void *ud, sl_state_op **out)
 {
     rconn *c = (rconn *)h;
-    sl_state_op *op = c->ac ? value_op(c, -1, cb, ud) : NULL;
-    if (!op) return c->ac ? SL_ENOMEM : SL_EIO;
+    sl_state_op *op = !unusable(c) ? value_op(c, -1, cb, ud) : NULL;
+    if (!op) return !unusable(c) ? SL_ENOMEM : SL_EIO;
     arg(op, SL_STR("SET"));
     arg_key(op, c->base.prefix, "kv:", key, "", -1);
     arg(op, value);
@@ -567,8 +586,8 @@ static int r_set(sl_state *h, sl_str key, sl_str value, uint64_t ttl_ms, sl_valu
 static int r_incr(sl_state *h, sl_str key, int64_t by, uint64_t ttl_ms, sl_value_cb cb, void *ud, sl_state_op **out)
 {
     rconn *c = (rconn *)h;
-    sl_state_op *op = c->ac ? value_op(c, SCRIPT_INCR, cb, ud) : NULL;
-    if (!op) return c->ac ? SL_ENOMEM : SL_EIO;
+    sl_state_op *op = !unusable(c) ? value_op(c, SCRIPT_INCR, cb, ud) : NULL;
+    if (!op) return !unusable(c) ? SL_ENOMEM : SL_EIO;
     script_head(op, c, SCRIPT_INCR, 1);
     arg_key(op, c->base.prefix, "kv:", key, "", -1);
     arg_i64(op, by);
@@ -579,8 +598,8 @@ static int r_incr(sl_state *h, sl_str key, int64_t by, uint64_t ttl_ms, sl_value
 static int r_del(sl_state *h, sl_str key, sl_value_cb cb, void *ud, sl_state_op **out)
 {
     rconn *c = (rconn *)h;
-    sl_state_op *op = c->ac ? value_op(c, -1, cb, ud) : NULL;
-    if (!op) return c->ac ? SL_ENOMEM : SL_EIO;
+    sl_state_op *op = !unusable(c) ? value_op(c, -1, cb, ud) : NULL;
+    if (!op) return !unusable(c) ? SL_ENOMEM : SL_EIO;
     arg(op, SL_STR("DEL"));
     arg_key(op, c->base.prefix, "kv:", key, "", -1);
     return submit(c, op, out);

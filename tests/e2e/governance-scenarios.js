@@ -29,6 +29,12 @@ function portOpen(port) {
   });
 }
 
+// Every redis-server started here is killed after the test file, whatever happened.
+const redisProcs = new Set();
+after(() => {
+  for (const p of redisProcs) if (p.exitCode === null) p.kill('SIGKILL');
+});
+
 /** Starts redis-server on a free loopback port (or port); returns { port, url, stop(), start() }. */
 export async function startRedis({ port } = {}) {
   const p = port ?? (await freePort());
@@ -38,6 +44,7 @@ export async function startRedis({ port } = {}) {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     proc.stderr.on('data', () => {});
+    redisProcs.add(proc);
     await waitFor(() => portOpen(p), { timeoutMs: 10_000, what: `redis-server on port ${p}` });
   };
   const stop = async () => {
@@ -48,7 +55,6 @@ export async function startRedis({ port } = {}) {
     await waitFor(async () => !(await portOpen(p)), { what: 'redis-server to stop' });
   };
   await launch();
-  after(stop);
   return { port: p, url: `redis://127.0.0.1:${p}/0`, stop, start: launch };
 }
 
