@@ -4,6 +4,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
+import OpenAI from 'openai';
+
 import { gatewayConfig, startMock, startSluice, waitFor } from './lib/harness.js';
 import {
   MOCK_OUTPUT_TOKENS,
@@ -36,6 +38,7 @@ before(async () => {
             { name: 'spender', key: 'sk-spend', limits: { budget_usd_per_day: 0.01 } },
             { name: 'counter', key: 'sk-count', limits: { requests_per_minute: 3 } },
             { name: 'free', key: 'sk-free' },
+            { name: 'streamer', key: 'sk-stream', limits: { tokens_per_day: 1000000 } },
           ],
         }),
       }),
@@ -89,4 +92,25 @@ test('consumers without limits are not limited, but their usage and cost are rec
   assert.deepEqual(u.windows.day.limits, {});
   const missing = await fetch(`${gw.adminUrl}/admin/api/consumers/nobody/usage`);
   assert.equal(missing.status, 404);
+});
+
+test('a streamed answer settles with its real usage (the caller did not ask for usage)', async () => {
+  const client = new OpenAI({ apiKey: 'sk-stream', baseURL: `${gw.url}/v1`, maxRetries: 0 });
+  const { data: stream, response } = await client.chat.completions
+    .create({ model: 'demo-chat', stream: true, messages: [{ role: 'user', content: 'hello there' }] })
+    .withResponse();
+  assert.equal(response.headers.get('x-ratelimit-limit-tokens'), '1000000');
+  let text = '';
+  for await (const chunk of stream) {
+    assert.equal(chunk.usage ?? null, null); /* stripped: the caller did not ask for it */
+    text += chunk.choices[0]?.delta?.content ?? '';
+  }
+  assert.ok(text.length > 0);
+  const u = await waitFor(async () => {
+    const x = await usage(gw.adminUrl, 'streamer');
+    return x.windows.day.tokens > MOCK_OUTPUT_TOKENS ? x : null;
+  }, { what: 'the stream to settle' });
+  assert.equal(u.windows.day.requests, 1);
+  assert.ok(u.windows.day.tokens < 1000, `${u.windows.day.tokens} tokens recorded`);
+  assert.ok(u.windows.day.cost_usd > 0);
 });
