@@ -94,8 +94,9 @@ static sl_state *worker_state(sl_gw_req *r)
     if (gw->state && sl_state_same_config(gw->state, &r->cfg->state)) return gw->state;
     sl_state *next = sl_state_open(&gw->w->loop, &r->cfg->state);
     if (!next) return gw->state; /* keep the old one rather than none */
-    sl_state_close(gw->state);
-    gw->state = next;
+    sl_state *old = gw->state;
+    gw->state = next; /* first: closing answers the old handle's calls, and their callbacks use gw->state */
+    sl_state_close(old);
     return next;
 }
 
@@ -332,7 +333,7 @@ static void usage_json(usage_call *u, const sl_usage_counts *c, sl_buf *out)
     sl_jw_init(&w, out);
     sl_jw_obj_begin(&w);
     sl_jw_key(&w, "consumer"), sl_jw_cstr(&w, u->name);
-    sl_jw_key(&w, "backend"), sl_jw_cstr(&w, sl_state_backend_name(admin_state));
+    sl_jw_key(&w, "backend"), sl_jw_cstr(&w, admin_state ? sl_state_backend_name(admin_state) : "none");
     sl_jw_key(&w, "windows"), sl_jw_obj_begin(&w);
     for (int win = 0; win < SL_WIN_COUNT; win++) {
         sl_jw_key(&w, sl_window_name((sl_window)win)), sl_jw_obj_begin(&w);
@@ -403,8 +404,9 @@ void sl_governance_usage_api(sl_hx *hx, uv_loop_t *loop, sl_config *cfg, sl_str 
     if (!admin_state || !sl_state_same_config(admin_state, &cfg->state)) {
         sl_state *next = sl_state_open(loop, &cfg->state);
         if (next) {
-            sl_state_close(admin_state);
+            sl_state *old = admin_state;
             admin_state = next;
+            sl_state_close(old);
         }
     }
     usage_call *u = sl_arena_calloc(&hx->arena, sizeof(*u));
@@ -429,6 +431,7 @@ void sl_governance_usage_api(sl_hx *hx, uv_loop_t *loop, sl_config *cfg, sl_str 
 
 void sl_governance_admin_close(void)
 {
-    sl_state_close(admin_state);
+    sl_state *old = admin_state;
     admin_state = NULL;
+    sl_state_close(old);
 }

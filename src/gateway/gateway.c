@@ -33,7 +33,9 @@ void sl_gateway_worker_free(sl_worker *w)
     if (!gw) return;
     sl_free(gw->wrr_current);
     sl_free(gw->key_cursor);
-    sl_state_close(gw->state);
+    sl_state *st = gw->state;
+    gw->state = NULL;
+    sl_state_close(st);
     sl_free(gw);
     w->gw = NULL;
 }
