@@ -18,7 +18,7 @@
 # Every target counts as one test; the last line is "N passed, N failed" and
 # the exit status is non-zero when any target failed to build or run cleanly.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 CLANG=${CLANG:-clang}
@@ -56,7 +56,7 @@ build_target() { # name src -> 0 when built
         echo "  FAIL fuzz_$name: first line of $src must be '// fuzz-sources: a.c b.c ...'"
         return 1
     fi
-    # shellcheck disable=SC2086 # word splitting of flag lists is intended
+    # shellcheck disable=SC2046,SC2086 # word splitting of the flag and source lists is intended
     if ! "$CLANG" -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
         -DSL_VERSION='"fuzz"' -DSL_GIT_REV='"fuzz"' -DSL_BUILD_FLAGS='"fuzz"' \

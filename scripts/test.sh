@@ -18,7 +18,7 @@
 # reported and skipped, not counted. Every result is counted, and the last line
 # is "N passed, N failed"; the exit status is non-zero when anything failed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 JOBS=${JOBS:-2}
 LOGS=build/test-logs
@@ -276,5 +276,7 @@ fi
 
 header "summary ($((SECONDS - start))s; logs in $LOGS/)"
 for line in "${summary[@]}"; do note "$line"; done
-echo "$total_pass passed, $total_fail failed"
+# Also kept in a file: a caller that prints something after us (make's own
+# "Error 1" line) can repeat it as the last line of its output.
+echo "$total_pass passed, $total_fail failed" | tee "$LOGS/summary.txt"
 [ "$total_fail" -eq 0 ]

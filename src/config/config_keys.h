@@ -130,6 +130,9 @@ void sl_cfg_parse_state(sl_cfg_ctx *ctx, const sl_ynode *node, sl_config *cfg);
 void sl_cfg_parse_pricing(sl_cfg_ctx *ctx, const sl_ynode *node, sl_config *cfg);
 void sl_cfg_parse_consumers(sl_cfg_ctx *ctx, const sl_ynode *node, sl_config *cfg);
 void sl_cfg_parse_auth(sl_cfg_ctx *ctx, const sl_ynode *node, sl_config *cfg);
+/* telemetry: (config_telemetry.c) */
+extern const sl_csection sl_telemetry_section, sl_telemetry_metrics_section, sl_telemetry_traces_section;
+void sl_cfg_parse_telemetry(sl_cfg_ctx *ctx, const sl_ynode *node, sl_config *cfg);
 
 /* Cross-section checks done once every section is parsed. */
 void sl_cfg_check_models(sl_cfg_ctx *ctx, const sl_ynode *models_node);

@@ -171,7 +171,7 @@ static int refuse(rl_req *q)
     int64_t wait_ms = reset_ms(q, w >= 0 ? w : 0);
     add_header(r, "retry-after", sl_arena_printf(&r->hx->arena, "%lld", (long long)SL_MAX((wait_ms + 999) / 1000, 1)));
     const char *lname = limit_name(m, w);
-    sl_metrics_ratelimit_rejected(r->rec.consumer, lname);
+    sl_metrics_ratelimit_rejected(r->gw->w, r->rec.consumer, lname);
     char reset[32];
     sl_ratelimit_format_reset(wait_ms, reset, sizeof reset);
     if (m == SL_MET_COST) {
@@ -194,7 +194,7 @@ static int backend_failed(rl_req *q, sl_state *st, int err)
     sl_gw_req *r = q->r;
     bool deny = st && sl_state_on_error(st) == SL_ON_ERROR_DENY;
     const char *backend = st ? sl_state_backend_name(st) : "none";
-    sl_metrics_state_error(backend, deny ? "deny" : "allow");
+    sl_metrics_state_error(r->gw->w, backend, deny ? "deny" : "allow");
     sl_debug("limits for consumer %.*s not checked (%s: %s); on_error=%s", SL_STR_FMT(r->rec.consumer), backend,
              sl_strerror(err), deny ? "deny" : "allow");
     if (deny) {
@@ -295,7 +295,7 @@ static void rl_done(sl_gw_req *r)
     sl_state *st = worker_state(r);
     int rc = st ? sl_state_settle(st, &s) : SL_ENOMEM;
     if (rc != SL_OK) {
-        sl_metrics_state_error(st ? sl_state_backend_name(st) : "none", "settle");
+        sl_metrics_state_error(r->gw->w, st ? sl_state_backend_name(st) : "none", "settle");
         sl_debug("usage of consumer %.*s not recorded: %s", SL_STR_FMT(r->rec.consumer), sl_strerror(rc));
     }
 }
