@@ -99,7 +99,7 @@ int sl_mock_text_join(const sl_mock_text *t, sl_arena *a, sl_str *out)
 
 int sl_mock_tool_offer(const sl_json_doc *d, int name_tok, int schema_tok, sl_str want, sl_arena *a, sl_mock_tool *t)
 {
-    if (t->found || name_tok < 0 || sl_json_type_of(d, name_tok) != SL_JSON_STRING) return 0;
+    if (t->found || want.n == 0 || name_tok < 0 || sl_json_type_of(d, name_tok) != SL_JSON_STRING) return 0;
     sl_str name;
     int rc = sl_json_str(d, name_tok, a, &name);
     if (rc) return rc;
@@ -117,6 +117,7 @@ int sl_mock_tool_settle(sl_str want, sl_mock_tool *t)
     if (sl_str_eq_lit(want, "auto")) return SL_ENOTFOUND;
     t->name = want;
     t->args = SL_STR("{}");
+    t->found = true;
     return SL_OK;
 }
 

@@ -130,7 +130,7 @@ static void run_finish(sl_mock_run *r)
     uv_timer_stop(&r->timer);
     if (!r->opts->quiet) {
         sl_info("%.*s %.*s -> %d%s tokens=%zu%s", SL_STR_FMT(r->hx->req.method), SL_STR_FMT(r->hx->req.path),
-                r->status, r->stream ? " stream" : "", r->tok_sent, r->aborted ? " aborted" : "");
+                r->status, r->stream ? " stream" : "", r->stream ? r->tok_sent : r->ntok, r->aborted ? " aborted" : "");
     }
     sl_mock_stat_add(SL_MOCK_STAT_IN_FLIGHT, -1);
     if (!r->aborted) sl_mock_stat_add(SL_MOCK_STAT_COMPLETED, 1);
