@@ -162,9 +162,10 @@ static void start_job(sl_mock_job *j)
     uint64_t begin = SL_MAX(now, eng.prefill_free_us);
     eng.prefill_free_us = begin + (j->prompt_tokens - cached) * o->prefill_us_per_token;
     uint64_t wait_ms = (eng.prefill_free_us - now + 999) / 1000;
-    /* the run's own timers play it out: first token after the prefill and one decode step */
-    r->k.ttft_ms = wait_ms + o->decode_ms_per_token;
-    r->k.itl_ms = o->decode_ms_per_token;
+    /* the run's own timers play it out: first token after the prefill and one decode step; a request's own
+     * x-mock-ttft-ms / x-mock-itl-ms (or --ttft-ms / --itl-ms) apply where they are slower */
+    r->k.ttft_ms = wait_ms + SL_MAX(o->decode_ms_per_token, r->k.ttft_ms);
+    r->k.itl_ms = SL_MAX(o->decode_ms_per_token, r->k.itl_ms);
     sl_mock_run_start(r);
 }
 
