@@ -165,6 +165,31 @@ typedef struct sl_model_cfg {
     uint32_t index;
 } sl_model_cfg;
 
+/* telemetry: (config_telemetry.c, docs/observability.md) */
+typedef struct sl_traces_cfg {
+    char *endpoint;              /* OTLP/HTTP JSON traces URL; NULL = tracing off */
+    double sample_ratio;         /* 1.0; for requests without a sampled parent */
+    uint64_t batch_size;         /* 512 spans per export request */
+    uint64_t queue_size;         /* 4096 spans waiting; more are dropped (counted) */
+    uint64_t flush_interval_ms;  /* 2000 */
+    uint64_t timeout_ms;         /* 10000 per export request */
+    sl_kv *headers;              /* sent with every export request (auth) */
+    size_t nheaders;
+    char *service_name;          /* "sluice" */
+} sl_traces_cfg;
+
+typedef struct sl_metrics_cfg {
+    bool enabled;                /* true */
+    uint64_t max_series;         /* 1000 label sets per metric; more go to "__other__" */
+} sl_metrics_cfg;
+
+typedef struct sl_telemetry_cfg {
+    bool log_content;            /* prompt and completion in the access log */
+    uint64_t log_content_max_bytes; /* 65536 each */
+    sl_metrics_cfg metrics;
+    sl_traces_cfg traces;
+} sl_telemetry_cfg;
+
 typedef struct sl_config {
     _Atomic int refs;
     sl_arena arena;      /* owns everything below */
@@ -174,6 +199,8 @@ typedef struct sl_config {
     size_t nproviders;
     sl_model_cfg *models;
     size_t nmodels;
+    sl_telemetry_cfg telemetry;
+    struct sl_mcp_cfg *mcp;  /* section mcp (src/mcp/mcp.h); never NULL after loading */
 } sl_config;
 
 /*

@@ -9,6 +9,8 @@
 #include "config/config_keys.h"
 
 #include <arpa/inet.h>
+
+#include "mcp/mcp.h"
 #include <stdio.h>
 
 #define ARR(a) a, SL_ARRAY_LEN(a)
@@ -528,12 +530,15 @@ const sl_ctop sl_config_top[] = {
     {"server", parse_server},
     {"providers", parse_providers},
     {"models", parse_models},
+    {"telemetry", sl_cfg_parse_telemetry},
+    {"mcp", sl_mcp_parse_config},
 };
 const size_t sl_config_ntop = SL_ARRAY_LEN(sl_config_top);
 
 const sl_csection *const sl_config_sections[] = {
     &server_section, &limits_section, &provider_section, &timeouts_section,
     &model_section,  &target_section, &retry_section,    &model_defaults_section,
+    &sl_telemetry_section, &sl_telemetry_metrics_section, &sl_telemetry_traces_section,
     &health_check_section, &outlier_section, &prefix_section, &metrics_section, &metrics_weights_section,
 };
 const size_t sl_config_nsections = SL_ARRAY_LEN(sl_config_sections);

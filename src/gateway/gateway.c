@@ -9,9 +9,9 @@
 #include <stdio.h>
 
 #include "core/log.h"
-#include "gateway/accesslog.h"
-#include "gateway/metrics.h"
 #include "filters/filter.h"
+#include "telemetry/telemetry.h"
+#include "mcp/mcp.h"
 
 /* ---------------------------------------------------------------- worker state */
 
@@ -110,8 +110,7 @@ void sl_gw_finish(sl_gw_req *r)
     r->rec.request_id = sl_str_from_cstr(r->request_id);
     sl_fo_release(r); /* an open attempt ends without a verdict; a pending wait stops */
     sl_filters_run_done(r);
-    sl_accesslog_write(&r->rec);
-    sl_metrics_record(w, &r->rec);
+    sl_telemetry_finish(r); /* access log, metrics, spans */
     sl_buf_free(&r->up_body);
     sl_buf_free(&r->resp);
     sl_sse_free(&r->sse);
@@ -326,8 +325,13 @@ void sl_gateway_handle(sl_hx *hx, void *worker)
     sl_sse_init(&r->sse, 8u << 20);
     atomic_fetch_add(&w->inflight, 1);
     make_request_id(r);
+    sl_telemetry_begin(r);
     sl_hx_on_abort(hx, on_client_abort, r);
 
+    if (sl_str_starts_with(hx->req.path, SL_STR("/mcp/"))) {
+        sl_mcp_handle(r); /* MCP speaks JSON-RPC, not an LLM protocol: src/mcp/ */
+        return;
+    }
     bool known = false;
     sl_str path_model = SL_STR_NULL;
     const route *rt = find_route(hx->req.method, hx->req.path, &known, &path_model);

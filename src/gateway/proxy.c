@@ -29,6 +29,7 @@
 #include "gateway/gateway.h"
 #include "protocols/xlat_ir.h"
 #include "providers/providers.h"
+#include "telemetry/telemetry.h"
 
 void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code, const char *msg, sl_buf *out);
 
@@ -548,6 +549,7 @@ static void up_on_done(void *ud, const sl_up_result *res)
     sl_gw_req *r = ud;
     r->up = NULL;
     sl_fo_unwatch(r);
+    sl_telemetry_attempt_end(r, res);
     if (res->error != SL_UP_OK) on_failure(r, res);
     else if (r->client_head_sent) finish_stream(r); /* a stream that ended */
     else on_answer(r);
@@ -559,6 +561,7 @@ void sl_proxy_first_token_timeout(sl_gw_req *r)
     sl_up_req_cancel(r->up);
     r->up = NULL;
     sl_up_result res = {.error = SL_UP_ERR_TIMEOUT_FIRST_BYTE, .status = r->up_status, .detail = "no first event"};
+    sl_telemetry_attempt_end(r, &res);
     on_failure(r, &res);
 }
 
@@ -605,6 +608,7 @@ void sl_proxy_attempt(sl_gw_req *r)
     }
     if (call.nheaders < SL_ARRAY_LEN(call.headers))
         call.headers[call.nheaders++] = (sl_http_header){SL_STR("x-request-id"), sl_str_from_cstr(r->request_id)};
+    sl_telemetry_attempt_start(r, call.headers, &call.nheaders, SL_ARRAY_LEN(call.headers));
     sl_sse_free(&r->sse);
     sl_sse_init(&r->sse, 8u << 20);
     sl_xlat_stream_free(r->xs);
