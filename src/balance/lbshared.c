@@ -141,7 +141,7 @@ double sl_lb_load(sl_lb_model *lm, const sl_model_cfg *m, uint32_t ti, uint64_t 
     if (sl_lb_uses_metrics(m)) {
         sl_lb_metrics met = sl_lb_metrics_get(lm, ti);
         if (met.ok && now_ms >= met.at_ms && now_ms - met.at_ms <= m->metrics.stale_ms) {
-            const sl_metrics_weights_cfg *wt = &m->metrics.weights;
+            const sl_scrape_weights_cfg *wt = &m->metrics.weights;
             double score = ((double)wt->queue * met.waiting + (double)wt->kv_cache * met.kv +
                             (double)wt->running * met.running) / 100.0;
             /* what this process sent (or saw finish) since the scrape: the scrape cannot know it yet */

@@ -133,21 +133,21 @@ typedef struct sl_prefix_cfg {
 } sl_prefix_cfg;
 
 /* Weights of the metrics score (per unit; lower score wins). */
-typedef struct sl_metrics_weights_cfg {
+typedef struct sl_scrape_weights_cfg {
     uint64_t queue;            /* per waiting request; 100 */
     uint64_t kv_cache;         /* at 100% KV-cache use; 100 */
     uint64_t running;          /* per running request; 10 */
-} sl_metrics_weights_cfg;
+} sl_scrape_weights_cfg;
 
 /* Engine metrics scraped for balance: metrics (docs/balancing.md). */
-typedef struct sl_metrics_cfg {
+typedef struct sl_scrape_cfg {
     char *path;                /* Prometheus endpoint under the provider's origin; NULL = not scraped
                                   (balance: metrics then uses "/metrics") */
     uint64_t interval_ms;      /* 75 */
     uint64_t stale_ms;         /* a scrape older than this is ignored; 500 */
     uint64_t timeout_ms;       /* 250 */
-    sl_metrics_weights_cfg weights;
-} sl_metrics_cfg;
+    sl_scrape_weights_cfg weights;
+} sl_scrape_cfg;
 
 typedef struct sl_model_cfg {
     char *name;          /* exact or glob */
@@ -158,7 +158,7 @@ typedef struct sl_model_cfg {
     sl_retry_cfg retry;
     sl_outlier_cfg outlier;
     sl_prefix_cfg prefix_cache;
-    sl_metrics_cfg metrics;
+    sl_scrape_cfg metrics;
     char **fallbacks;    /* other public model names, in order */
     size_t nfallbacks;
     uint64_t default_max_tokens; /* defaults.max_tokens; 0 = unset */

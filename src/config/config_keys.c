@@ -431,25 +431,25 @@ static const sl_ckey prefix_keys[] = {
 static const sl_csection prefix_section = {"models[].prefix_cache", ARR(prefix_keys)};
 
 static const sl_ckey metrics_weights_keys[] = {
-    {.name = "queue", .type = SL_CK_UINT, .offset = OFF(sl_metrics_weights_cfg, queue), .max = 1000000, .def = "100",
+    {.name = "queue", .type = SL_CK_UINT, .offset = OFF(sl_scrape_weights_cfg, queue), .max = 1000000, .def = "100",
      .doc = "Score per waiting request (vllm:num_requests_waiting)."},
-    {.name = "kv_cache", .type = SL_CK_UINT, .offset = OFF(sl_metrics_weights_cfg, kv_cache), .max = 1000000,
+    {.name = "kv_cache", .type = SL_CK_UINT, .offset = OFF(sl_scrape_weights_cfg, kv_cache), .max = 1000000,
      .def = "100", .doc = "Score at a full KV cache (vllm:kv_cache_usage_perc, scaled)."},
-    {.name = "running", .type = SL_CK_UINT, .offset = OFF(sl_metrics_weights_cfg, running), .max = 1000000,
+    {.name = "running", .type = SL_CK_UINT, .offset = OFF(sl_scrape_weights_cfg, running), .max = 1000000,
      .def = "10", .doc = "Score per running request (vllm:num_requests_running)."},
 };
 static const sl_csection metrics_weights_section = {"models[].metrics.weights", ARR(metrics_weights_keys)};
 
 static const sl_ckey metrics_keys[] = {
-    {.name = "path", .type = SL_CK_STRING, .offset = OFF(sl_metrics_cfg, path),
+    {.name = "path", .type = SL_CK_STRING, .offset = OFF(sl_scrape_cfg, path),
      .doc = "Prometheus endpoint under each target provider's origin; absent = not scraped (balance: metrics uses /metrics)."},
-    {.name = "interval_ms", .type = SL_CK_DURATION, .offset = OFF(sl_metrics_cfg, interval_ms), .min = 10,
+    {.name = "interval_ms", .type = SL_CK_DURATION, .offset = OFF(sl_scrape_cfg, interval_ms), .min = 10,
      .max = 60000, .def = "75", .doc = "Time between two scrapes of a target (each worker scrapes on its own)."},
-    {.name = "stale_ms", .type = SL_CK_DURATION, .offset = OFF(sl_metrics_cfg, stale_ms), .min = 10,
+    {.name = "stale_ms", .type = SL_CK_DURATION, .offset = OFF(sl_scrape_cfg, stale_ms), .min = 10,
      .max = 600000, .def = "500", .doc = "Metrics older than this are ignored: the target is scored by in-flight counts."},
-    {.name = "timeout_ms", .type = SL_CK_DURATION, .offset = OFF(sl_metrics_cfg, timeout_ms), .min = 1,
+    {.name = "timeout_ms", .type = SL_CK_DURATION, .offset = OFF(sl_scrape_cfg, timeout_ms), .min = 1,
      .max = 60000, .def = "250", .doc = "A scrape not answered within this fails."},
-    {.name = "weights", .type = SL_CK_SECTION, .offset = OFF(sl_metrics_cfg, weights), .sub = &metrics_weights_section,
+    {.name = "weights", .type = SL_CK_SECTION, .offset = OFF(sl_scrape_cfg, weights), .sub = &metrics_weights_section,
      .doc = "Weights of the score, below."},
 };
 static const sl_csection metrics_section = {"models[].metrics", ARR(metrics_keys)};
