@@ -14,7 +14,7 @@ import { freePort, startMock, startSluice } from './lib/harness.js';
 const T = { timeout: 60_000 };
 const ENGINE = ['--max-batch', '4', '--cache-tokens', '20000', '--cache-block-tokens', '16', '--tokens', '4', '--quiet'];
 
-let e1, e2, e3, plain, hang, hangPort, hangScrapes = 0, gw;
+let e1, e2, e3, e4, plain, hang, hangPort, hangScrapes = 0, gw;
 
 /** An OpenAI-compatible server whose chat answers at once and whose /metrics never answers. */
 function startHang(port) {
@@ -44,8 +44,10 @@ const provider = (name, port) =>
   `  - { name: ${name}, type: vllm, base_url: "http://127.0.0.1:${port}/v1", timeouts: { connect_ms: 1000 } }\n`;
 
 before(async () => {
-  [e1, e2, e3, plain] = await Promise.all([startMock({ args: ENGINE }), startMock({ args: ENGINE }),
-                                           startMock({ args: ENGINE }), startMock({ args: ['--quiet'] })]);
+  // e4 serves only the degraded-metrics model: load from other tests' models cannot show in its metrics
+  [e1, e2, e3, e4, plain] = await Promise.all([startMock({ args: ENGINE }), startMock({ args: ENGINE }),
+                                               startMock({ args: ENGINE }), startMock({ args: ENGINE }),
+                                               startMock({ args: ['--quiet'] })]);
   hangPort = await freePort();
   hang = await startHang(hangPort);
   gw = await startSluice({
@@ -56,7 +58,8 @@ server:
   workers: 2
   access_log: "off"
 providers:
-${provider('e1', e1.port)}${provider('e2', e2.port)}${provider('e3', e3.port)}${provider('plain', plain.port)}${provider('hang', hangPort)}
+${provider('e1', e1.port)}${provider('e2', e2.port)}${provider('e3', e3.port)}${provider('e4', e4.port)}\
+${provider('plain', plain.port)}${provider('hang', hangPort)}
 models:
   - name: pc
     balance: prefix_cache
@@ -65,7 +68,7 @@ models:
   - name: met-degraded
     balance: metrics
     metrics: { interval_ms: 50, stale_ms: 200, timeout_ms: 100 }
-    targets: [ { provider: e1 }, { provider: plain }, { provider: hang } ]
+    targets: [ { provider: e4 }, { provider: plain }, { provider: hang } ]
   - name: met-busy
     balance: metrics
     metrics: { interval_ms: 20, stale_ms: 1000 }
@@ -82,7 +85,7 @@ models:
 after(async () => {
   await gw?.stop();
   hang?.stop();
-  await Promise.all([e1, e2, e3, plain].map((m) => m?.stop()));
+  await Promise.all([e1, e2, e3, e4, plain].map((m) => m?.stop()));
 });
 
 /** One chat call on a connection of its own: SO_REUSEPORT spreads them over both workers. */
@@ -152,12 +155,13 @@ for (const model of ['pc', 'pcm']) {
 test('metrics: a failing and a stale /metrics degrade to in-flight counts; every target still serves', T, async () => {
   await plain.clearRequests();
   const seen = new Map();
-  for (let i = 0; i < 30; i++) {
+  for (let i = 0; i < 60; i++) {
     const r = await chat('met-degraded', [{ role: 'user', content: `hello ${i}` }]);
     seen.set(r.provider, (seen.get(r.provider) ?? 0) + 1);
   }
-  // idle everywhere: the fresh engine scores 0, the two without metrics count 0 in flight: rotation among equals
-  for (const p of ['e1', 'plain', 'hang']) assert.ok(seen.get(p) > 0, `${p} got no traffic: ${JSON.stringify([...seen])}`);
+  // one request at a time: the fresh engine scores 0 (what it ran for us is netted out), the two without
+  // usable metrics count 0 in flight: rotation among equals
+  for (const p of ['e4', 'plain', 'hang']) assert.ok(seen.get(p) > 0, `${p} got no traffic: ${JSON.stringify([...seen])}`);
   const scrapes = (await plain.requests()).filter((q) => q.path === '/metrics');
   assert.ok(scrapes.length > 0, 'the failing endpoint was never scraped');
   assert.ok(hangScrapes > 0, 'the hanging endpoint was never scraped');
