@@ -126,6 +126,30 @@ typedef struct sl_outlier_cfg {
     uint64_t max_ejection_ms;      /* 300000 */
 } sl_outlier_cfg;
 
+/* balance: prefix_cache (docs/balancing.md). */
+typedef struct sl_prefix_cfg {
+    uint64_t block_tokens;     /* tokens per hashed block (a token is estimated as 4 bytes of prompt); 64 */
+    uint64_t max_entries;      /* blocks remembered per target (LRU); 65536 */
+    uint64_t overload_percent; /* the best match is skipped when its load is above this % of (least load + 1); 200 */
+} sl_prefix_cfg;
+
+/* Weights of the metrics score (per unit; lower score wins). */
+typedef struct sl_scrape_weights_cfg {
+    uint64_t queue;            /* per waiting request; 100 */
+    uint64_t kv_cache;         /* at 100% KV-cache use; 100 */
+    uint64_t running;          /* per running request; 10 */
+} sl_scrape_weights_cfg;
+
+/* Engine metrics scraped for balance: metrics (docs/balancing.md). */
+typedef struct sl_scrape_cfg {
+    char *path;                /* Prometheus endpoint under the provider's origin; NULL = not scraped
+                                  (balance: metrics then uses "/metrics") */
+    uint64_t interval_ms;      /* 75 */
+    uint64_t stale_ms;         /* a scrape older than this is ignored; 500 */
+    uint64_t timeout_ms;       /* 250 */
+    sl_scrape_weights_cfg weights;
+} sl_scrape_cfg;
+
 typedef struct sl_model_cfg {
     char *name;          /* exact or glob */
     bool is_glob;
@@ -134,6 +158,8 @@ typedef struct sl_model_cfg {
     sl_balance_kind balance;
     sl_retry_cfg retry;
     sl_outlier_cfg outlier;
+    sl_prefix_cfg prefix_cache;
+    sl_scrape_cfg metrics;
     char **fallbacks;    /* other public model names, in order */
     size_t nfallbacks;
     uint64_t default_max_tokens; /* defaults.max_tokens; 0 = unset */

@@ -138,6 +138,7 @@ static void run_finish(sl_mock_run *r)
     sl_hx_finish(r->hx);
     r->hx = NULL;
     uv_close((uv_handle_t *)&r->timer, run_free);
+    sl_mock_engine_done(r); /* last: it may start queued runs */
 }
 
 static void finish_cb(uv_timer_t *t) { run_finish(t->data); }
@@ -225,7 +226,10 @@ void sl_mock_run_start(sl_mock_run *r)
     arm(r, wait);
 }
 
-void sl_mock_admit(sl_mock_run *r) { sl_mock_run_start(r); }
+void sl_mock_admit(sl_mock_run *r)
+{
+    if (!sl_mock_engine_admit(r)) sl_mock_run_start(r);
+}
 
 static size_t head_headers(const sl_mock_run *r, sl_http_header *h)
 {
