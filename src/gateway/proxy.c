@@ -327,7 +327,7 @@ static void respond_buffered(sl_gw_req *r)
     } else if (sl_json_parse(&d, body.p, body.n, &r->hx->arena, NULL, NULL) == SL_OK &&
                sl_json_type_of(&d, 0) == SL_JSON_OBJECT) {
         sl_xlat_response_usage(up, body.p, body.n, &r->hx->arena, &r->rec.usage, NULL);
-        int m = sl_json_obj_get(&d, 0, "model");
+        int m = sl_json_obj_get(&d, 0, up == SL_PROTO_GEMINI ? "modelVersion" : "model"); /* the public name back */
         if (m >= 0 && need_model_rewrite(r)) {
             sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
             if (sl_json_splice(body.p, body.n, &e, 1, &out) == SL_OK) body = sl_buf_str(&out);
