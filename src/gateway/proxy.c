@@ -134,14 +134,17 @@ static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
     sl_json_doc d;
     if (sl_json_parse(&d, data.p, data.n, a, NULL, NULL) != SL_OK || sl_json_type_of(&d, 0) != SL_JSON_OBJECT)
         return write_event(r, event, data); /* not ours to judge: pass it on */
-    int u = sl_json_obj_get(&d, 0, "usage");
+    /* Responses API events carry the response object (usage, model) one level down. */
+    int obj = r->api == SL_API_RESPONSES ? sl_json_obj_get(&d, 0, "response") : 0;
+    if (obj < 0 || sl_json_type_of(&d, obj) != SL_JSON_OBJECT) return write_event(r, event, data);
+    int u = sl_json_obj_get(&d, obj, "usage");
     if (u >= 0 && sl_json_type_of(&d, u) == SL_JSON_OBJECT) {
         sl_oai_usage_decode(&d, u, &r->rec.usage);
         int ch = sl_json_obj_get(&d, 0, "choices");
         bool usage_only = ch < 0 || (sl_json_type_of(&d, ch) == SL_JSON_ARRAY && d.toks[ch].count == 0);
-        if (usage_only && !r->caller_wants_usage) return SL_OK;
+        if (r->api == SL_API_CHAT && usage_only && !r->caller_wants_usage) return SL_OK;
     }
-    int m = sl_json_obj_get(&d, 0, "model");
+    int m = sl_json_obj_get(&d, obj, "model");
     if (m < 0 || !need_model_rewrite(r)) return write_event(r, event, data);
     sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
     sl_buf out;
@@ -164,6 +167,15 @@ static int on_sse_event(void *ud, sl_str event, sl_str data)
     sl_gw_req *r = ud;
     if (!r->xs) {
         if (sl_str_eq_lit(data, "[DONE]")) r->stream_done = true;
+        /* A Responses API stream has no [DONE]: it ends with its terminal event. */
+        if (r->api == SL_API_RESPONSES && (sl_str_eq_lit(event, "response.completed") ||
+                                           sl_str_eq_lit(event, "response.incomplete") ||
+                                           sl_str_eq_lit(event, "response.failed")))
+            r->stream_done = true;
+        if (sl_str_starts_with(data, SL_STR("{\"error\""))) { /* the upstream's own in-stream error ends it */
+            r->stream_done = true;
+            r->rec.error = SL_STR("upstream error inside the stream");
+        }
         if (data.n && data.p[0] == '{') return forward_openai_chunk(r, event, data);
         return write_event(r, event, data);
     }
@@ -366,6 +378,8 @@ static void finish_stream(sl_gw_req *r)
     if (r->xs) {
         const sl_usage *u = sl_xlat_stream_usage(r->xs);
         if (u->present) r->rec.usage = *u;
+        if (sl_xlat_stream_finish(r->xs) == SL_FINISH_ERROR && !r->rec.error.n)
+            r->rec.error = SL_STR("upstream error inside the stream");
     }
     if (truncated && !r->hx->aborted) stream_error(r, 502, "upstream_error", "upstream stream ended before it was complete");
     sl_gw_finish(r);
