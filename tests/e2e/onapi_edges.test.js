@@ -14,7 +14,8 @@ import { CALLERS, PROTOS, TOKENS, newId, logLine, run, startOnapi } from './lib/
 
 const T = { timeout: 30_000 };
 let env;
-let respUp; // a hand-written OpenAI upstream that streams the Responses API (the mock does not)
+let respUp; // a hand-written OpenAI upstream: streams the Responses API (the mock does not), serves Azure paths
+const respUpSeen = []; // what it received: { path, query, headers, body }
 
 // Events of a streamed Responses API answer, as OpenAI sends them.
 const RESP_STREAM_USAGE = { input_tokens: 11, output_tokens: 3, total_tokens: 14, input_tokens_details: { cached_tokens: 0 }, output_tokens_details: { reasoning_tokens: 0 } };
@@ -37,13 +38,28 @@ function responsesStream(model) {
   return ev.map(([e, d]) => `event: ${e}\ndata: ${JSON.stringify(d)}\n\n`).join('');
 }
 
+function azureCompletion(deployment) {
+  return {
+    id: 'chatcmpl-azure-1', object: 'chat.completion', created: 1, model: deployment,
+    choices: [{ index: 0, message: { role: 'assistant', content: 'from azure' }, finish_reason: 'stop' }],
+    usage: { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 },
+  };
+}
+
 before(async () => {
   const port = await freePort();
   respUp = http.createServer((req, res) => {
     let body = '';
     req.on('data', (d) => (body += d));
     req.on('end', () => {
+      const [path, query = ''] = req.url.split('?');
+      respUpSeen.push({ path, query, headers: req.headers, body });
       const j = JSON.parse(body || '{}');
+      if (path.endsWith('/chat/completions')) { // Azure: the deployment is in the path
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(azureCompletion(path.split('/')[3])));
+        return;
+      }
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.end(responsesStream(j.model));
     });
@@ -54,8 +70,16 @@ before(async () => {
 - name: resp-up
   type: openai
   base_url: http://127.0.0.1:${port}/v1
+  api_keys: ["${PROVIDER_KEY}"]
+- name: azure-east
+  type: azure
+  base_url: http://127.0.0.1:${port}
+  api_version: 2025-01-01-preview
   api_keys: ["${PROVIDER_KEY}"]`,
     extraModels: `
+- name: on-azure
+  targets: [ { provider: azure-east, model: my-deploy } ]
+  retry: { attempts: 1 }
 - name: mt-anthropic
   targets: [ { provider: anthropic, model: up-mt } ]
   defaults: { max_tokens: 77 }
@@ -186,6 +210,26 @@ test('streams to Gemini use :streamGenerateContent?alt=sse', T, async () => {
   const up = await upstreamWith(marker);
   assert.equal(up.path, '/v1beta/models/up-gemini:streamGenerateContent');
   assert.equal(up.query, 'alt=sse');
+});
+
+test('azure: deployment URL, api-version, api-key header; callers of every protocol', T, async () => {
+  const want = { openai: 'stop', anthropic: 'end_turn', gemini: 'STOP' };
+  for (const caller of CALLERS) {
+    respUpSeen.length = 0;
+    const id = newId(`azure-${caller}`);
+    const res = await run(env.clients, caller, 'on-azure', { id });
+    assert.equal(res.text, 'from azure', caller);
+    assert.equal(res.finish, want[caller]);
+    assert.equal(res.model, 'on-azure');
+    assert.equal(respUpSeen.length, 1);
+    const up = respUpSeen[0];
+    assert.equal(up.path, '/openai/deployments/my-deploy/chat/completions');
+    assert.equal(up.query, 'api-version=2025-01-01-preview');
+    assert.equal(up.headers['api-key'], PROVIDER_KEY);
+    for (const h of ['authorization', 'x-api-key', 'x-goog-api-key']) assert.equal(up.headers[h], undefined, `${caller}: ${h}`);
+    const line = await logLine(env.gw, id);
+    assert.deepEqual([line.input_tokens, line.output_tokens], [4, 2]);
+  }
 });
 
 // ---- Anthropic's required max_tokens ----
