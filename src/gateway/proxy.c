@@ -221,7 +221,8 @@ static void stream_error(sl_gw_req *r, int status, const char *type, const char 
         write_out(r, &body);
     } else {
         sl_gw_error_body(r->in_proto, status, type, NULL, msg, &body);
-        write_event(r, r->in_proto == SL_PROTO_ANTHROPIC ? SL_STR("error") : SL_STR_NULL, sl_buf_str(&body));
+        /* "" rather than SL_STR_NULL: sl_sse_write memchr()s the event name */
+        write_event(r, r->in_proto == SL_PROTO_ANTHROPIC ? SL_STR("error") : SL_STR(""), sl_buf_str(&body));
     }
     sl_buf_free(&body);
     r->rec.error = sl_arena_str(&r->hx->arena, sl_str_from_cstr(msg));
