@@ -232,6 +232,18 @@ test('azure: deployment URL, api-version, api-key header; callers of every proto
   }
 });
 
+test('azure: the Responses API goes to /openai/v1/responses with the deployment as model', T, async () => {
+  respUpSeen.length = 0;
+  const s = await env.clients.openai.responses.create({ model: 'on-azure', input: 'hi', stream: true });
+  let text = '';
+  for await (const ev of s) if (ev.type === 'response.output_text.delta') text += ev.delta;
+  assert.equal(text, 'one two three');
+  assert.equal(respUpSeen.length, 1);
+  assert.equal(respUpSeen[0].path, '/openai/v1/responses');
+  assert.equal(respUpSeen[0].headers['api-key'], PROVIDER_KEY);
+  assert.equal(JSON.parse(respUpSeen[0].body).model, 'my-deploy');
+});
+
 // ---- Anthropic's required max_tokens ----
 
 test('max_tokens to Anthropic: models[].defaults when the caller gave none, else 4096; the caller\'s own wins', T, async () => {
