@@ -4,6 +4,7 @@
  *   sluice [-c FILE]            run the gateway
  *   sluice --check [-c FILE]    validate the configuration and exit
  *   sluice --version            version and build flags
+ *   sluice openapi2mcp SPEC     MCP server config (YAML) from an OpenAPI 3 document
  *
  * Without -c: ./sluice.yaml if it exists, else the built-in default.
  */
@@ -20,6 +21,8 @@
 #include "gateway/accesslog.h"
 #include "gateway/runtime.h"
 #include "http/upstream.h"
+#include "telemetry/telemetry.h"
+#include "mcp/mcp.h"
 
 #include <curl/curl.h>
 
@@ -40,6 +43,7 @@ typedef struct app {
 static void usage(FILE *f)
 {
     fputs("usage: sluice [-c FILE] [--check] [--version]\n"
+          "       sluice openapi2mcp SPEC [--prefix P] [--name N] [--base-url URL]\n"
           "  -c, --config FILE   configuration (default ./sluice.yaml, else built-in)\n"
           "      --check         validate the configuration and exit (0 ok, 1 errors)\n"
           "  -v, --version       print version and build flags\n",
@@ -89,6 +93,7 @@ static void on_sighup(uv_signal_t *s, int signum)
         return;
     }
     sl_runtime_swap_config(&a->rt, cfg);
+    sl_telemetry_configure(cfg);
     sl_config_release(cfg);
     sl_info("configuration reloaded");
 }
@@ -123,6 +128,7 @@ static void watch_signal(app *a, uv_signal_t *h, uv_signal_cb cb, int signum)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "openapi2mcp")) return sl_openapi2mcp_main(argc - 2, argv + 2);
     cli c;
     if (parse_cli(argc, argv, &c) != 0) return 2;
     if (c.version) {
@@ -141,6 +147,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (sl_upstream_global_init() != SL_OK) return 1;
     if (sl_accesslog_open(cfg->server.access_log) != SL_OK) return 1;
+    if (sl_telemetry_start(cfg) != SL_OK) return 1;
 
     app a;
     memset(&a, 0, sizeof a);
@@ -165,6 +172,7 @@ int main(int argc, char **argv)
 
     uv_run(a.loop, UV_RUN_DEFAULT);
     sl_runtime_join(&a.rt);
+    sl_telemetry_stop(); /* after the workers: flushes the spans they queued */
     uv_loop_close(a.loop);
     sl_accesslog_close();
     sl_upstream_global_cleanup();

@@ -76,7 +76,7 @@ void sl_accesslog_write(const sl_req_record *r)
     char ts[40];
     sl_log_timestamp(ts, sizeof ts);
     sl_buf b;
-    sl_buf_init(&b, 1 << 20);
+    sl_buf_init(&b, 4u << 20);
     sl_jw w;
     sl_jw_init(&w, &b);
     sl_jw_obj_begin(&w);
@@ -98,6 +98,13 @@ void sl_accesslog_write(const sl_req_record *r)
     sl_jw_key(&w, "attempts"), sl_jw_int(&w, r->attempts);
     key_str(&w, "cache", sl_str_from_cstr(r->cache));
     key_str(&w, "error", r->error.n ? r->error : SL_STR_NULL);
+    if (r->content_logged) { /* telemetry.log_content */
+        sl_jw_key(&w, "prompt");
+        if (r->prompt.n) sl_jw_raw(&w, r->prompt);
+        else sl_jw_null(&w);
+        key_str(&w, "completion", r->completion.n ? r->completion : SL_STR_NULL);
+        sl_jw_key(&w, "content_truncated"), sl_jw_bool(&w, r->content_truncated);
+    }
     sl_jw_obj_end(&w);
     sl_buf_append(&b, "\n", 1);
     if (w.err == SL_OK && b.len) {

@@ -218,7 +218,7 @@ int sl_sse_finish(sl_sse_parser *p)
 
 /* ---- writer ---- */
 
-static bool has_line_end(sl_str s) { return memchr(s.p, '\n', s.n) || memchr(s.p, '\r', s.n); }
+static bool has_line_end(sl_str s) { return s.n && (memchr(s.p, '\n', s.n) || memchr(s.p, '\r', s.n)); }
 
 static int write_data_lines(sl_buf *out, sl_str data)
 {
