@@ -194,8 +194,7 @@ static int on_sse_event(void *ud, sl_str event, sl_str data)
     if (rc == SL_EPARSE) {
         sl_buf_clear(&out);
         sl_xlat_stream_error(r->xs, 502, SL_STR("upstream sent an event that is not valid for its protocol"), &out);
-        r->rec.error = SL_STR("malformed upstream event");
-        sl_hx_close_after(r->hx);
+        r->rec.error = SL_STR("malformed upstream event"); /* the connection stays usable: see stream_error */
     }
     int wrc = write_out(r, &out);
     sl_buf_free(&out);
@@ -234,7 +233,13 @@ static void stream_error(sl_gw_req *r, int status, const char *type, const char 
     }
     sl_buf_free(&body);
     r->rec.error = sl_arena_str(&r->hx->arena, sl_str_from_cstr(msg));
-    sl_hx_close_after(r->hx);
+    /*
+     * The connection is kept: the error event says what happened and the
+     * chunked body still ends properly. Closing it here, after a head that did
+     * not announce "connection: close", made clients that pool connections
+     * send their next request into a socket being closed: it failed without
+     * ever reaching the gateway (seen with the openai SDK, onapi_edges.test.js).
+     */
 }
 
 /* ---------------------------------------------------------------- upstream callbacks */

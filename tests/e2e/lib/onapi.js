@@ -93,9 +93,15 @@ export function clientsFor(gw, key = CALLER_KEY) {
 }
 
 let seq = 0;
-/** A fresh request id: sent as x-request-id, echoed in the access log. */
+/**
+ * A fresh request id: sent as x-request-id, echoed in the access log. sluice
+ * keeps a caller's id only up to 39 characters (longer ones are replaced by a
+ * generated id), hence the short form.
+ */
 export function newId(tag) {
-  return `onapi-${tag}-${process.pid}-${++seq}`;
+  const id = `${tag}.${process.pid.toString(36)}.${++seq}.`; // the last dot: no id is a prefix of another
+  assert.ok(id.length < 40, `request id too long for sluice: ${id}`);
+  return id;
 }
 
 // ---- drivers: one request through one SDK, reduced to a common shape ----
