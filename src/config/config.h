@@ -16,6 +16,7 @@
 
 #include <stdatomic.h>
 
+#include "config/config_governance.h"
 #include "core/arena.h"
 #include "core/sl.h"
 
@@ -173,6 +174,13 @@ typedef struct sl_config {
     size_t nproviders;
     sl_model_cfg *models;
     size_t nmodels;
+    /* governance (config_governance.c) */
+    sl_state_cfg state;
+    sl_price_cfg *pricing;
+    size_t npricing;
+    sl_consumer_cfg *consumers;
+    size_t nconsumers;
+    sl_auth_cfg auth;
     sl_telemetry_cfg telemetry;
     struct sl_mcp_cfg *mcp;  /* section mcp (src/mcp/mcp.h); never NULL after loading */
 } sl_config;

@@ -491,6 +491,10 @@ const sl_ctop sl_config_top[] = {
     {"server", parse_server},
     {"providers", parse_providers},
     {"models", parse_models},
+    {"state", sl_cfg_parse_state},
+    {"pricing", sl_cfg_parse_pricing},
+    {"consumers", sl_cfg_parse_consumers},
+    {"auth", sl_cfg_parse_auth}, /* after consumers: its default depends on them */
     {"telemetry", sl_cfg_parse_telemetry},
     {"mcp", sl_mcp_parse_config},
 };
@@ -499,6 +503,8 @@ const size_t sl_config_ntop = SL_ARRAY_LEN(sl_config_top);
 const sl_csection *const sl_config_sections[] = {
     &server_section, &limits_section, &provider_section, &timeouts_section,
     &model_section,  &target_section, &retry_section,    &model_defaults_section,
+    &sl_cfg_state_section, &sl_cfg_redis_section, &sl_cfg_price_section, &sl_cfg_consumer_section,
+    &sl_cfg_consumer_limits_section, &sl_cfg_auth_section,
     &sl_telemetry_section, &sl_telemetry_metrics_section, &sl_telemetry_traces_section,
     &health_check_section, &outlier_section,
 };

@@ -43,6 +43,10 @@ static sl_family attempts = {
 static sl_family rejections = {
     .name = "sluice_ratelimit_rejections_total", .help = "Requests refused by a consumer limit or budget.",
     .kind = SL_METRIC_COUNTER, .labels = {"consumer", "limit"}, .nlabels = 2};
+static sl_family state_errors = {
+    .name = "sluice_state_errors_total",
+    .help = "Limit checks or usage records the state backend could not answer; on_error is allow, deny or settle.",
+    .kind = SL_METRIC_COUNTER, .labels = {"backend", "on_error"}, .nlabels = 2};
 static sl_family healthy = {
     .name = "sluice_upstream_healthy", .help = "1 when a provider key is in rotation, 0 when it is benched.",
     .kind = SL_METRIC_GAUGE, .labels = {"provider", "key_index"}, .nlabels = 2};
@@ -63,8 +67,8 @@ static sl_family usage = {
     .labels = {GENAI_LABELS, "gen_ai_token_type"}, .nlabels = 4, .bounds = token_bounds,
     .nbounds = SL_ARRAY_LEN(token_bounds)};
 
-static sl_family *const families[] = {&requests, &tokens, &cost, &attempts, &rejections,
-                                      &ttft,     &tpot,   &duration, &usage};
+static sl_family *const families[] = {&requests, &tokens,   &cost,  &attempts, &rejections,
+                                      &state_errors, &ttft, &tpot, &duration, &usage};
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static size_t want_cap = 1000;
@@ -151,6 +155,13 @@ void sl_metrics_ratelimit_rejected(sl_worker *w, sl_str consumer, const char *li
     ensure_init();
     sl_str v[] = {consumer, sl_str_from_cstr(limit)};
     sl_family_add(&rejections, w->id, sl_family_series(&rejections, v, 2), 1);
+}
+
+void sl_metrics_state_error(sl_worker *w, const char *backend, const char *on_error)
+{
+    ensure_init();
+    sl_str v[] = {sl_str_from_cstr(backend), sl_str_from_cstr(on_error)};
+    sl_family_add(&state_errors, w->id, sl_family_series(&state_errors, v, 2), 1);
 }
 
 void sl_metrics_set_upstream_healthy(sl_str provider, uint32_t key_index, bool ok)

@@ -26,6 +26,8 @@ void sl_metrics_record(sl_worker *w, const sl_req_record *r);
 void sl_metrics_attempt(sl_worker *w, sl_str provider, const char *outcome);
 /* A request refused by a limit ("requests_per_minute", "budget_usd_per_month", ...). */
 void sl_metrics_ratelimit_rejected(sl_worker *w, sl_str consumer, const char *limit);
+/* A limit check (on_error "allow" or "deny") or a usage record ("settle") the state backend could not answer. */
+void sl_metrics_state_error(sl_worker *w, const char *backend, const char *on_error);
 /* Health of one provider key, set by the balancer/health checker from any thread. */
 void sl_metrics_set_upstream_healthy(sl_str provider, uint32_t key_index, bool healthy);
 

@@ -204,7 +204,7 @@ static int on_sse_event(void *ud, sl_str event, sl_str data)
 
 static void send_stream_head(sl_gw_req *r)
 {
-    sl_http_header h[10] = {
+    sl_http_header h[24] = {
         {SL_STR("content-type"), SL_STR("text/event-stream")},
         {SL_STR("cache-control"), SL_STR("no-cache")},
     };
@@ -427,7 +427,7 @@ static void respond_buffered(sl_gw_req *r)
                     SL_STR_FMT(r->rec.provider));
         return;
     }
-    sl_http_header h[8] = {{SL_STR("content-type"), SL_STR("application/json")}};
+    sl_http_header h[24] = {{SL_STR("content-type"), SL_STR("application/json")}};
     size_t n = 1;
     sl_gw_common_headers(r, h, &n, SL_ARRAY_LEN(h));
     r->rec.status = r->up_status;

@@ -173,7 +173,7 @@ static void on_connection(uv_stream_t *listener, int status)
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-static int bind_reuseport(const char *host, int port, int *out_fd)
+static int bind_socket(const char *host, int port, bool reuseport, int *out_fd)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
@@ -193,7 +193,7 @@ static int bind_reuseport(const char *host, int port, int *out_fd)
     if (fd < 0) return SL_EIO;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 4096) != 0) {
         int e = errno;
         close(fd);
@@ -204,10 +204,18 @@ static int bind_reuseport(const char *host, int port, int *out_fd)
     return SL_OK;
 }
 
+int sl_server_probe_free(const char *host, int port)
+{
+    int fd;
+    int rc = bind_socket(host, port, false, &fd);
+    if (rc == SL_OK) close(fd);
+    return rc;
+}
+
 int sl_server_listen(sl_server *s, const char *host, int port)
 {
     int fd;
-    int rc = bind_reuseport(host, port, &fd);
+    int rc = bind_socket(host, port, true, &fd);
     if (rc) return rc;
     uv_tcp_t *l = sl_calloc(1, sizeof(*l));
     uv_tcp_t **grown = sl_realloc(s->listeners, (s->nlisteners + 1) * sizeof(*grown));
@@ -478,6 +486,23 @@ void sl_conn_exchange_done(sl_conn *c)
     c->state = CONN_READING_HEAD;
     sl_conn_release(c);
     conn_process(c);
+}
+
+void sl_hx_reset(sl_hx *hx)
+{
+    sl_conn *c = hx->conn;
+    if (c->state == CONN_CLOSING) return;
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+        struct linger lg = {1, 0}; /* close() now sends RST instead of FIN */
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    sl_buf_clear(&c->out);
+    sl_conn_close(c);
+    if (!hx->aborted && !hx->finished) { /* same contract as a client that went away */
+        hx->aborted = true;
+        if (hx->on_abort) hx->on_abort(hx, hx->on_abort_arg);
+    }
 }
 
 void sl_hx_peer(const sl_hx *hx, char *out, size_t n)

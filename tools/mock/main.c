@@ -132,6 +132,10 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL); /* inherited by the workers: only sigwait() sees them */
 
+    if (sl_server_probe_free(o.host, o.port) != SL_OK) { /* SO_REUSEPORT would otherwise share it silently */
+        fprintf(stderr, "sluice-mock: cannot listen on %s:%d: address in use\n", o.host, o.port);
+        return 1;
+    }
     for (int i = 0; i < o.workers; i++) {
         workers[i].o = &o;
         if (pthread_create(&workers[i].th, NULL, worker_main, &workers[i])) {
