@@ -138,14 +138,17 @@ static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
     sl_json_doc d;
     if (sl_json_parse(&d, data.p, data.n, a, NULL, NULL) != SL_OK || sl_json_type_of(&d, 0) != SL_JSON_OBJECT)
         return write_event(r, event, data); /* not ours to judge: pass it on */
-    int u = sl_json_obj_get(&d, 0, "usage");
+    /* Responses API events carry the response object (usage, model) one level down. */
+    int obj = r->api == SL_API_RESPONSES ? sl_json_obj_get(&d, 0, "response") : 0;
+    if (obj < 0 || sl_json_type_of(&d, obj) != SL_JSON_OBJECT) return write_event(r, event, data);
+    int u = sl_json_obj_get(&d, obj, "usage");
     if (u >= 0 && sl_json_type_of(&d, u) == SL_JSON_OBJECT) {
         sl_oai_usage_decode(&d, u, &r->rec.usage);
         int ch = sl_json_obj_get(&d, 0, "choices");
         bool usage_only = ch < 0 || (sl_json_type_of(&d, ch) == SL_JSON_ARRAY && d.toks[ch].count == 0);
-        if (usage_only && !r->caller_wants_usage) return SL_OK;
+        if (r->api == SL_API_CHAT && usage_only && !r->caller_wants_usage) return SL_OK;
     }
-    int m = sl_json_obj_get(&d, 0, "model");
+    int m = sl_json_obj_get(&d, obj, "model");
     if (m < 0 || !need_model_rewrite(r)) return write_event(r, event, data);
     sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
     sl_buf out;
@@ -173,6 +176,15 @@ static int on_sse_event(void *ud, sl_str event, sl_str data)
     }
     if (!r->xs) {
         if (sl_str_eq_lit(data, "[DONE]")) r->stream_done = true;
+        /* A Responses API stream has no [DONE]: it ends with its terminal event. */
+        if (r->api == SL_API_RESPONSES && (sl_str_eq_lit(event, "response.completed") ||
+                                           sl_str_eq_lit(event, "response.incomplete") ||
+                                           sl_str_eq_lit(event, "response.failed")))
+            r->stream_done = true;
+        if (sl_str_starts_with(data, SL_STR("{\"error\""))) { /* the upstream's own in-stream error ends it */
+            r->stream_done = true;
+            r->rec.error = SL_STR("upstream error inside the stream");
+        }
         if (data.n && data.p[0] == '{') return forward_openai_chunk(r, event, data);
         return write_event(r, event, data);
     }
@@ -182,8 +194,7 @@ static int on_sse_event(void *ud, sl_str event, sl_str data)
     if (rc == SL_EPARSE) {
         sl_buf_clear(&out);
         sl_xlat_stream_error(r->xs, 502, SL_STR("upstream sent an event that is not valid for its protocol"), &out);
-        r->rec.error = SL_STR("malformed upstream event");
-        sl_hx_close_after(r->hx);
+        r->rec.error = SL_STR("malformed upstream event"); /* the connection stays usable: see stream_error */
     }
     int wrc = write_out(r, &out);
     sl_buf_free(&out);
@@ -222,7 +233,13 @@ static void stream_error(sl_gw_req *r, int status, const char *type, const char 
     }
     sl_buf_free(&body);
     r->rec.error = sl_arena_str(&r->hx->arena, sl_str_from_cstr(msg));
-    sl_hx_close_after(r->hx);
+    /*
+     * The connection is kept: the error event says what happened and the
+     * chunked body still ends properly. Closing it here, after a head that did
+     * not announce "connection: close", made clients that pool connections
+     * send their next request into a socket being closed: it failed without
+     * ever reaching the gateway (seen with the openai SDK, onapi_edges.test.js).
+     */
 }
 
 /* ---------------------------------------------------------------- upstream callbacks */
@@ -399,7 +416,7 @@ static void respond_buffered(sl_gw_req *r)
     } else if (sl_json_parse(&d, body.p, body.n, &r->hx->arena, NULL, NULL) == SL_OK &&
                sl_json_type_of(&d, 0) == SL_JSON_OBJECT) {
         sl_xlat_response_usage(up, body.p, body.n, &r->hx->arena, &r->rec.usage, NULL);
-        int m = sl_json_obj_get(&d, 0, "model");
+        int m = sl_json_obj_get(&d, 0, up == SL_PROTO_GEMINI ? "modelVersion" : "model"); /* the public name back */
         if (m >= 0 && need_model_rewrite(r)) {
             sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
             if (sl_json_splice(body.p, body.n, &e, 1, &out) == SL_OK) body = sl_buf_str(&out);
@@ -438,6 +455,8 @@ static void finish_stream(sl_gw_req *r)
     if (r->xs) {
         const sl_usage *u = sl_xlat_stream_usage(r->xs);
         if (u->present) r->rec.usage = *u;
+        if (sl_xlat_stream_finish(r->xs) == SL_FINISH_ERROR && !r->rec.error.n)
+            r->rec.error = SL_STR("upstream error inside the stream");
     }
     sl_fo_attempt_end(r, truncated ? SL_BAL_FAIL : SL_BAL_OK);
     if (truncated && !r->hx->aborted) stream_error(r, 502, "upstream_error", "upstream stream ended before it was complete");
