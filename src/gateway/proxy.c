@@ -318,7 +318,9 @@ static int hold_preamble(sl_gw_req *r, const char *p, size_t n)
     rc = sl_sse_feed(&r->sse, r->resp.p + from, n, scan_event, r);
     if (rc != SL_OK && rc != SL_ECLOSED) return rc;
     if (!r->stream_started && r->resp.len < SL_PREAMBLE_MAX) return SL_OK;
-    /* go: replay what was held through a fresh parser; the first event sends the caller's head */
+    /* go: replay what was held through a fresh parser; the first event sends the caller's head.
+     * From here on bytes go to that parser, which may hold the start of an event not yet complete. */
+    r->preamble_over = true;
     sl_sse_free(&r->sse);
     sl_sse_init(&r->sse, 8u << 20);
     rc = sl_sse_feed(&r->sse, r->resp.p, r->resp.len, on_sse_event, r);
@@ -333,7 +335,7 @@ static int up_on_data(void *ud, const char *p, size_t n)
         int rc = sl_buf_append(&r->resp, p, n);
         return rc == SL_OK ? SL_OK : rc;
     }
-    if (!r->client_head_sent) return hold_preamble(r, p, n);
+    if (!r->client_head_sent && !r->preamble_over) return hold_preamble(r, p, n);
     if (sl_hx_pending(r->hx) > SL_HX_HIGH_WATER) {
         r->paused = true;
         sl_hx_on_drain(r->hx, on_client_drain, r);
@@ -601,6 +603,7 @@ void sl_proxy_attempt(sl_gw_req *r)
     r->up_status = 0;
     r->up_is_sse = false;
     r->stream_started = false;
+    r->preamble_over = false;
     sl_buf_clear(&r->resp);
     if (!same_proto(r) && r->api != SL_API_CHAT && r->api != SL_API_MESSAGES && r->api != SL_API_GEMINI) {
         sl_gw_error(r, 404, "invalid_request_error", "unsupported_endpoint",

@@ -118,7 +118,17 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     conn_process(c);
 }
 
-static void on_handle_closed(uv_handle_t *h) { sl_conn_release(h->data); }
+static void on_handle_closed(uv_handle_t *h)
+{
+    sl_conn *c = h->data;
+    /* A connection closed under a running exchange (a failed write, a reset):
+     * the client is gone; tell the handler, here on a clean stack. */
+    if (h == (uv_handle_t *)&c->tcp && c->hx_active && !c->hx->aborted && !c->hx->finished) {
+        c->hx->aborted = true;
+        if (c->hx->on_abort) c->hx->on_abort(c->hx, c->hx->on_abort_arg);
+    }
+    sl_conn_release(c);
+}
 
 void sl_conn_release(sl_conn *c)
 {
@@ -278,6 +288,10 @@ static void on_conn_timer(uv_timer_t *t)
     } else if (c->state == CONN_READING_BODY) {
         sl_conn_respond_error(c, 408, "body timeout");
     } else if (c->state == CONN_READING_HEAD) {
+        if (c->writing || c->out.len) { /* not idle: a response is still going out */
+            uv_timer_start(&c->timer, on_conn_timer, c->srv->lim.idle_timeout_ms, 0);
+            return;
+        }
         sl_conn_close(c); /* idle keep-alive connection */
     }
 }
@@ -435,11 +449,21 @@ static int conn_take_body(sl_conn *c)
     return c->body_left == 0;
 }
 
+void sl_conn_process(sl_conn *c) { conn_process(c); }
+
 static void conn_process(sl_conn *c)
 {
     if (c->in_process) return;
     c->in_process = true;
     for (;;) {
+        if (c->state == CONN_READING_HEAD && sl_conn_pending(c) > SL_HX_HIGH_WATER) {
+            /* Pipelined requests answered faster than the client reads: stop
+             * taking new ones until it drains (conn_after_flush resumes). */
+            if (!c->read_stopped) uv_read_stop((uv_stream_t *)&c->tcp);
+            c->read_stopped = true;
+            c->out_blocked = true;
+            break;
+        }
         if (c->state == CONN_READING_HEAD) {
             if (c->in.len == 0) {
                 conn_arm_timer(c);
@@ -458,7 +482,7 @@ static void conn_process(sl_conn *c)
         if (c->state != CONN_READING_HEAD) break; /* dispatched (not yet finished) or closing */
     }
     c->in_process = false;
-    if (c->state == CONN_READING_HEAD && c->read_stopped && !c->eof) {
+    if (c->state == CONN_READING_HEAD && c->read_stopped && !c->eof && !c->out_blocked) {
         c->read_stopped = false;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }

@@ -22,6 +22,11 @@ static void conn_after_flush(sl_conn *c)
         sl_conn_close(c);
         return;
     }
+    if (c->out_blocked && !c->hx_active && sl_conn_pending(c) <= SL_HX_LOW_WATER) {
+        c->out_blocked = false;
+        sl_conn_process(c); /* goes on with pipelined requests; restarts reading */
+        return;
+    }
     sl_hx *hx = c->hx;
     if (c->hx_active && hx && hx->on_drain && !hx->finished && sl_hx_pending(hx) <= SL_HX_LOW_WATER) {
         sl_hx_cb cb = hx->on_drain;
