@@ -26,6 +26,7 @@
 
 static void conn_process(sl_conn *c);
 static void conn_arm_timer(sl_conn *c);
+static void on_conn_timer(uv_timer_t *t);
 
 /* ---------------------------------------------------------------- server */
 
@@ -158,7 +159,14 @@ static void on_connection(uv_stream_t *listener, int status)
     sl_server *s = listener->data;
     if (status < 0) return;
     sl_conn *c = sl_calloc(1, sizeof(*c));
-    if (!c) return; /* the pending connection stays in the backlog; retried on the next event */
+    if (!c) { /* refuse this one: libuv stops watching a listener whose connection is not taken */
+        uv_os_fd_t lfd;
+        if (uv_fileno((uv_handle_t *)listener, &lfd) == 0) {
+            int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd >= 0) close(fd);
+        }
+        return;
+    }
     c->srv = s;
     uv_tcp_init(s->loop, &c->tcp);
     uv_timer_init(s->loop, &c->timer);
@@ -238,8 +246,13 @@ int sl_server_listen(sl_server *s, const char *host, int port)
     s->listeners = grown;
     uv_tcp_init(s->loop, l);
     l->data = s;
-    if (uv_tcp_open(l, fd) != 0 || uv_listen((uv_stream_t *)l, 4096, on_connection) != 0) {
+    if (uv_tcp_open(l, fd) != 0) {
+        close(fd);
         uv_close((uv_handle_t *)l, on_listener_closed);
+        return SL_EIO;
+    }
+    if (uv_listen((uv_stream_t *)l, 4096, on_connection) != 0) {
+        uv_close((uv_handle_t *)l, on_listener_closed); /* closes fd too */
         return SL_EIO;
     }
     s->listeners[s->nlisteners++] = l;
@@ -280,6 +293,8 @@ void sl_server_free(sl_server *s)
 
 /* ---------------------------------------------------------------- timers */
 
+void sl_conn_timer_cb(uv_timer_t *t) { on_conn_timer(t); }
+
 static void on_conn_timer(uv_timer_t *t)
 {
     sl_conn *c = t->data;
@@ -287,6 +302,8 @@ static void on_conn_timer(uv_timer_t *t)
         sl_conn_respond_error(c, 408, "header timeout");
     } else if (c->state == CONN_READING_BODY) {
         sl_conn_respond_error(c, 408, "body timeout");
+    } else if (c->timer_kind == TIMER_WRITE) {
+        sl_conn_close(c); /* the client stopped reading: treat it as gone (on_abort fires on close) */
     } else if (c->state == CONN_READING_HEAD) {
         if (c->writing || c->out.len) { /* not idle: a response is still going out */
             uv_timer_start(&c->timer, on_conn_timer, c->srv->lim.idle_timeout_ms, 0);

@@ -57,7 +57,7 @@ struct sl_hx {
     /* private */
     sl_conn *conn;
     int status;
-    bool head_sent, chunked_out, finished, aborted, close_after;
+    bool head_sent, chunked_out, finished, aborted, close_after, close_announced, no_body;
     int64_t out_remaining; /* content-length left to write; -1 if chunked */
     sl_hx_cb on_abort, on_drain;
     void *on_abort_arg, *on_drain_arg;

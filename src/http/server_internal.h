@@ -15,7 +15,7 @@ typedef enum {
     CONN_CLOSING,
 } conn_state;
 
-typedef enum { TIMER_NONE, TIMER_HEADER, TIMER_IDLE, TIMER_BODY } conn_timer;
+typedef enum { TIMER_NONE, TIMER_HEADER, TIMER_IDLE, TIMER_BODY, TIMER_WRITE } conn_timer;
 
 struct sl_conn {
     uv_tcp_t tcp;
@@ -66,6 +66,7 @@ void sl_conn_close(sl_conn *c);
 void sl_conn_release(sl_conn *c);
 void sl_conn_exchange_done(sl_conn *c);
 void sl_conn_process(sl_conn *c);
+void sl_conn_timer_cb(uv_timer_t *t);
 static inline size_t sl_conn_pending(const sl_conn *c) { return c->out.len + c->out_inflight.len; }
 
 #endif
