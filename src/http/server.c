@@ -435,6 +435,11 @@ static bool conn_parse_head(sl_conn *c)
             return false;
         }
         c->body_left = cl > 0 ? (uint64_t)cl : 0;
+        /* One allocation of the announced size (bounded above) instead of doublings and copies. */
+        if (c->body_left && sl_buf_reserve(&c->body, (size_t)c->body_left) != SL_OK) {
+            sl_conn_respond_error(c, 503, "out of memory");
+            return false;
+        }
     }
     c->state = CONN_READING_BODY;
     bool body_pending = hx->req.chunked || c->body_left > c->in.len;
