@@ -435,8 +435,9 @@ static bool conn_parse_head(sl_conn *c)
             return false;
         }
         c->body_left = cl > 0 ? (uint64_t)cl : 0;
-        /* One allocation of the announced size (bounded above) instead of doublings and copies. */
-        if (c->body_left && sl_buf_reserve(&c->body, (size_t)c->body_left) != SL_OK) {
+        /* One allocation of the announced size instead of doublings and copies; up to 4 MiB
+         * only, so a client announcing a large body and sending nothing cannot reserve much. */
+        if (c->body_left && sl_buf_reserve(&c->body, (size_t)SL_MIN(c->body_left, 4u << 20)) != SL_OK) {
             sl_conn_respond_error(c, 503, "out of memory");
             return false;
         }
