@@ -69,7 +69,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     sl_conn *c = h->data;
     sl_buf *b = &c->in;
-    size_t want = READ_CHUNK;
+    /* Header blocks are small: a connection starts with 4 KiB (10,000 idle or
+     * streaming connections must stay cheap) and grows only when a block or a
+     * chunked body needs more. */
+    size_t want = c->state == CONN_READING_BODY ? READ_CHUNK : 4096;
+    size_t room = b->cap > b->len + 1 ? b->cap - b->len - 1 : 0;
+    if (room >= 2048 && c->state != CONN_READING_BODY) want = room;
     if (c->state == CONN_READING_BODY && !c->body_chunked) {
         /* Read the body straight into its buffer, and never past its end. */
         b = &c->body;
