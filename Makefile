@@ -84,6 +84,9 @@ test: deps check-banned
 bench: deps all
 	@bench/run.sh
 
+bench-lb: deps all
+	@bench/lb/run.sh
+
 clean:
 	rm -rf build
 

@@ -5,10 +5,10 @@
 #   scripts/fuzz.sh http json     only fuzz_http.c and fuzz_json.c
 #   FUZZ_SECONDS=300 scripts/fuzz.sh json    a longer run of one target
 #
-# Each target names the sources it links on its first line:
-#   // fuzz-sources: src/json/json.c src/core/sl.c
-# and is built with clang -fsanitize=fuzzer,address,undefined (plus -Isrc and the
-# project's pkg-config flags, so any module can be linked). It then runs for
+# The library is built once with clang (-fsanitize=fuzzer-no-link,address,
+# undefined) into build/fuzzlib/libsluice.a, and each target is linked against
+# it with -fsanitize=fuzzer, so a target can call any module without listing
+# its sources (the `// fuzz-sources:` first lines are documentation). It then runs for
 # FUZZ_SECONDS over a scratch copy of tests/fuzz/corpus/NAME/ (new inputs land
 # in the copy, the committed seeds stay as they are). A dictionary
 # tests/fuzz/NAME.dict is used when present. Crashes, leaks and timeouts are
@@ -49,19 +49,26 @@ show_report() {
 # The sources listed on the first line of a target, or nothing.
 target_sources() { head -n 1 "$1" | sed -n 's|^//[[:space:]]*fuzz-sources:[[:space:]]*||p'; }
 
-build_target() { # name src -> 0 when built
-    local name=$1 src=$2 log="$LOGS/fuzz-$1.build.log" sources
-    sources=$(target_sources "$src")
-    if [ -z "$sources" ]; then
-        echo "  FAIL fuzz_$name: first line of $src must be '// fuzz-sources: a.c b.c ...'"
+FUZZ_SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+FUZZ_LIB=build/fuzzlib/libsluice.a
+
+build_library() { # -> 0 when built
+    local log="$LOGS/fuzz-lib.build.log"
+    if ! make -j2 --no-print-directory BUILD=build/fuzzlib CC="$CLANG" OPT=-O1 SAN="$FUZZ_SAN" "$FUZZ_LIB" >"$log" 2>&1; then
+        echo "  FAIL fuzz library: build failed ($log)"
+        show_tail "$log" 40
         return 1
     fi
-    # shellcheck disable=SC2046,SC2086 # word splitting of the flag and source lists is intended
+}
+
+build_target() { # name src -> 0 when built
+    local name=$1 src=$2 log="$LOGS/fuzz-$1.build.log"
+    # shellcheck disable=SC2046 # word splitting of the flag lists is intended
     if ! "$CLANG" -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
         -DSL_VERSION='"fuzz"' -DSL_GIT_REV='"fuzz"' -DSL_BUILD_FLAGS='"fuzz"' \
         -Isrc $(pkg-config --cflags $PKGS 2>/dev/null) \
-        -o "$OUT/fuzz_$name" "$src" $sources \
+        -o "$OUT/fuzz_$name" "$src" "$FUZZ_LIB" \
         $(pkg-config --libs $PKGS 2>/dev/null) -lm -pthread >"$log" 2>&1; then
         echo "  FAIL fuzz_$name: build failed ($log)"
         show_tail "$log" 40
@@ -102,6 +109,8 @@ if [ ${#targets[@]} -eq 0 ]; then
     echo "  no fuzz targets yet (tests/fuzz/fuzz_*.c)"
 elif ! command -v "$CLANG" >/dev/null 2>&1; then
     echo "  FAIL: $CLANG not found (scripts/install-deps.sh installs it)"
+    failed=${#targets[@]}
+elif ! build_library; then
     failed=${#targets[@]}
 else
     for src in "${targets[@]}"; do

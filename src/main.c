@@ -21,6 +21,7 @@
 #include "gateway/accesslog.h"
 #include "gateway/runtime.h"
 #include "http/upstream.h"
+#include "telemetry/telemetry.h"
 #include "mcp/mcp.h"
 
 #include <curl/curl.h>
@@ -92,6 +93,7 @@ static void on_sighup(uv_signal_t *s, int signum)
         return;
     }
     sl_runtime_swap_config(&a->rt, cfg);
+    sl_telemetry_configure(cfg);
     sl_config_release(cfg);
     sl_info("configuration reloaded");
 }
@@ -145,6 +147,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (sl_upstream_global_init() != SL_OK) return 1;
     if (sl_accesslog_open(cfg->server.access_log) != SL_OK) return 1;
+    if (sl_telemetry_start(cfg) != SL_OK) return 1;
 
     app a;
     memset(&a, 0, sizeof a);
@@ -169,6 +172,7 @@ int main(int argc, char **argv)
 
     uv_run(a.loop, UV_RUN_DEFAULT);
     sl_runtime_join(&a.rt);
+    sl_telemetry_stop(); /* after the workers: flushes the spans they queued */
     uv_loop_close(a.loop);
     sl_accesslog_close();
     sl_upstream_global_cleanup();

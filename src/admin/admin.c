@@ -3,11 +3,13 @@
 
 #include "core/buf.h"
 #include "core/log.h"
+#include "filters/governance.h"
 #include "gateway/metrics.h"
 
 struct sl_admin {
     sl_server *server;
     sl_runtime *rt;
+    uv_loop_t *loop;
 };
 
 static const sl_http_header json_ct[] = {{SL_STR("content-type"), SL_STR("application/json")}};
@@ -47,6 +49,10 @@ static void admin_handle(sl_hx *hx, void *ctx)
         respond_json(hx, ready ? 200 : 503, ready ? "{\"status\":\"ready\"}" : "{\"status\":\"not ready\"}");
     } else if (sl_str_eq_lit(path, "/metrics")) {
         handle_metrics(a, hx);
+    } else if (sl_str_starts_with(path, SL_STR("/admin/api/consumers/")) && path.n > 27 &&
+               sl_str_eq_lit((sl_str){path.p + path.n - 6, 6}, "/usage")) {
+        sl_str name = {path.p + 21, path.n - 27}; /* /admin/api/consumers/{name}/usage */
+        sl_governance_usage_api(hx, a->loop, a->rt->config, name);
     } else {
         respond_json(hx, 404, "{\"error\":\"not found\"}");
     }
@@ -57,6 +63,7 @@ sl_admin *sl_admin_start(uv_loop_t *loop, sl_runtime *rt, const char *host, int 
     sl_admin *a = sl_calloc(1, sizeof(*a));
     if (!a) return NULL;
     a->rt = rt;
+    a->loop = loop;
     sl_server_limits lim = {.max_header_bytes = 16384, .max_headers = 100, .max_body_bytes = 1 << 20,
                             .header_timeout_ms = 10000, .idle_timeout_ms = 75000, .max_connections = 1024};
     a->server = sl_server_new(loop, &lim, admin_handle, a);
@@ -72,5 +79,6 @@ void sl_admin_stop(sl_admin *a)
 {
     if (!a) return;
     sl_server_free(a->server);
+    sl_governance_admin_close();
     sl_free(a);
 }

@@ -11,8 +11,16 @@ int sl_balancer_init(sl_balancer *b, uint64_t seed)
     return pthread_mutex_init(&b->lock, NULL) == 0 ? SL_OK : SL_ENOMEM;
 }
 
+static void put_lbm(sl_lb_model **lbm, size_t n)
+{
+    for (size_t i = 0; lbm && i < n; i++) sl_lb_model_put(lbm[i]);
+    sl_free(lbm);
+}
+
 static void free_arrays(sl_balancer *b)
 {
+    put_lbm(b->lbm, b->nmodels);
+    b->lbm = NULL;
     sl_free(b->models);
     sl_free(b->targets);
     sl_free(b->providers);
@@ -44,6 +52,7 @@ typedef struct fresh {
     sl_bal_target *targets;
     sl_bal_provider *providers;
     sl_bal_key *keys;
+    sl_lb_model **lbm;
     size_t nt, nk;
 } fresh;
 
@@ -56,7 +65,16 @@ static int alloc_fresh(const sl_config *c, fresh *f)
     f->targets = sl_calloc(f->nt ? f->nt : 1, sizeof *f->targets);
     f->providers = sl_calloc(c->nproviders ? c->nproviders : 1, sizeof *f->providers);
     f->keys = sl_calloc(f->nk ? f->nk : 1, sizeof *f->keys);
-    if (f->models && f->targets && f->providers && f->keys) return SL_OK;
+    f->lbm = sl_calloc(c->nmodels ? c->nmodels : 1, sizeof *f->lbm);
+    bool ok = f->models && f->targets && f->providers && f->keys && f->lbm;
+    /* taken before the old snapshot's are dropped, so that a reload finds the same shared state */
+    for (size_t i = 0; ok && i < c->nmodels; i++) {
+        const sl_model_cfg *m = &c->models[i];
+        if (m->balance != SL_BALANCE_PREFIX_CACHE && m->balance != SL_BALANCE_METRICS) continue;
+        if (!(f->lbm[i] = sl_lb_model_get(m))) ok = false;
+    }
+    if (ok) return SL_OK;
+    put_lbm(f->lbm, c->nmodels);
     sl_free(f->models), sl_free(f->targets), sl_free(f->providers), sl_free(f->keys);
     return SL_ENOMEM;
 }
@@ -121,7 +139,7 @@ int sl_balancer_configure(sl_balancer *b, sl_config *cfg)
     pthread_mutex_lock(&b->lock);
     free_arrays(b);
     sl_config *old = b->cfg;
-    b->models = f.models, b->targets = f.targets, b->providers = f.providers, b->keys = f.keys;
+    b->models = f.models, b->targets = f.targets, b->providers = f.providers, b->keys = f.keys, b->lbm = f.lbm;
     b->nmodels = cfg->nmodels, b->ntargets = f.nt, b->nproviders = cfg->nproviders, b->nkeys = f.nk;
     b->cfg = sl_config_retain(cfg);
     pthread_mutex_unlock(&b->lock);

@@ -66,6 +66,9 @@ typedef struct sl_bal_model {
     uint32_t retries[SL_BAL_BUDGET_SLOTS];
 } sl_bal_model;
 
+struct sl_lb_model;
+struct sl_scraper;
+
 typedef struct sl_balancer {
     pthread_mutex_t lock;           /* swap of the arrays vs. sl_bal_health() readers */
     sl_config *cfg;                 /* the snapshot the arrays are sized for (one reference), or NULL */
@@ -74,6 +77,8 @@ typedef struct sl_balancer {
     sl_bal_provider *providers;
     sl_bal_key *keys;
     size_t nmodels, ntargets, nproviders, nkeys;
+    struct sl_lb_model **lbm;       /* per model: process-wide state of prefix_cache/metrics models, else NULL */
+    struct sl_scraper *scraper;     /* engine metrics (metrics_scrape.c); NULL outside a gateway worker */
     uint64_t rng;
 } sl_balancer;
 
@@ -101,6 +106,14 @@ uint64_t sl_bal_rand(sl_balancer *b);
  */
 int sl_bal_pick(sl_balancer *b, const sl_config *cfg, const sl_model_cfg *m, uint64_t tried, uint64_t now_ms,
                 uint32_t *target, uint64_t *wait_ms);
+/* What the request tells the LLM-aware balancers: the chained block hashes of its prompt (prefix.c). */
+typedef struct sl_bal_hint {
+    const uint64_t *hashes;
+    size_t nhashes;
+} sl_bal_hint;
+/* sl_bal_pick with a hint (NULL = none); prefix_cache records the chosen target for the hint's blocks. */
+int sl_bal_pick_hint(sl_balancer *b, const sl_config *cfg, const sl_model_cfg *m, const sl_bal_hint *hint,
+                     uint64_t tried, uint64_t now_ms, uint32_t *target, uint64_t *wait_ms);
 /* A key index of p, rotated, skipping benched keys and those in tried. Same results as sl_bal_pick. */
 int sl_bal_pick_key(sl_balancer *b, const sl_config *cfg, const sl_provider_cfg *p, uint64_t tried, uint64_t now_ms,
                     uint32_t *key, uint64_t *wait_ms);
@@ -126,6 +139,7 @@ typedef struct sl_bal_attempt {
     uint64_t start_ns;
     uint64_t first_byte_ns; /* 0 = none yet */
     bool open;              /* counted in flight: ended exactly once */
+    struct sl_lb_model *lbm;/* process-wide in-flight count taken (one reference), or NULL */
     bool trial;             /* the half-open trial of an ejected target */
 } sl_bal_attempt;
 
@@ -165,5 +179,84 @@ uint64_t sl_bal_backoff_ms(sl_balancer *b, const sl_retry_cfg *rc, uint32_t n);
 /* A retry-after value: delta seconds or an HTTP-date (now_unix_s: the wall clock), as milliseconds;
  * capped at one day. SL_EINVAL when it is neither. */
 int sl_bal_parse_retry_after(sl_str v, int64_t now_unix_s, uint64_t *ms);
+
+/* ---- prefix-cache index (prefix.c) ---- */
+
+#define SL_PREFIX_MAX_BLOCKS 4096   /* blocks hashed per request: longer prompts are matched on their start */
+
+/*
+ * Chained block hashes over the concatenation of parts: out[i] stands for
+ * bytes [0, (i + 1) * block_bytes), so equal hashes mean equal prefixes. Only
+ * whole blocks are hashed. Returns how many were written (at most cap).
+ */
+size_t sl_prefix_hash(const sl_str *parts, size_t nparts, size_t block_bytes, uint64_t *out, size_t cap);
+
+typedef struct sl_prefix_index sl_prefix_index;
+/* An index for ntargets targets remembering at most max_entries blocks each. Thread-safe. NULL on ENOMEM. */
+sl_prefix_index *sl_prefix_index_new(uint32_t ntargets, uint32_t max_entries);
+void sl_prefix_index_free(sl_prefix_index *ix);
+/* matched[t] (ntargets of them) = how many leading blocks of h target t holds; returns the largest. */
+uint32_t sl_prefix_match(sl_prefix_index *ix, const uint64_t *h, size_t n, uint32_t *matched);
+/* Records that target holds blocks h[0..n): each becomes its most recent (h[0] last). SL_ENOMEM leaves some out. */
+int sl_prefix_insert(sl_prefix_index *ix, const uint64_t *h, size_t n, uint32_t target);
+/* Blocks remembered for target. */
+size_t sl_prefix_count(sl_prefix_index *ix, uint32_t target);
+
+/* ---- process-wide state of LLM-aware models (lbshared.c) ---- */
+
+/* The last good scrape of one target's engine metrics. */
+typedef struct sl_lb_metrics {
+    bool ok;                /* the last scrape succeeded */
+    uint64_t at_ms;         /* when it answered (monotonic) */
+    double waiting, running, kv;  /* vllm:num_requests_waiting, _running, kv_cache_usage_perc (0..1) */
+    double hits, queries;   /* vllm:prefix_cache_hits_total, _queries_total */
+    int64_t inflight_at;    /* the process-wide in-flight count at that moment */
+} sl_lb_metrics;
+
+typedef struct sl_lb_target {
+    _Atomic int64_t inflight;      /* this process's requests in flight to the target */
+    _Atomic uint64_t next_scrape_ms; /* claimed by the worker that scrapes next */
+    pthread_mutex_t lock;          /* guards met */
+    sl_lb_metrics met;
+} sl_lb_target;
+
+/* One model's state shared by every worker; found again by signature after a reload. */
+typedef struct sl_lb_model {
+    struct sl_lb_model *next;
+    uint64_t sig;
+    _Atomic uint32_t refs;
+    uint32_t ntargets;
+    sl_prefix_index *ix;    /* balance: prefix_cache only */
+    sl_lb_target *t;
+} sl_lb_model;
+
+/* The state for m (one reference), shared with every worker configured with the same model; NULL on ENOMEM or
+ * when m's balancer needs none. */
+sl_lb_model *sl_lb_model_get(const sl_model_cfg *m);
+void sl_lb_model_put(sl_lb_model *lm);
+/* Whether m's targets are scored by scraped metrics, and the path scraped. */
+bool sl_lb_uses_metrics(const sl_model_cfg *m);
+const char *sl_lb_metrics_path(const sl_model_cfg *m);
+/* Copy of target ti's metrics (under its lock). */
+sl_lb_metrics sl_lb_metrics_get(sl_lb_model *lm, uint32_t ti);
+void sl_lb_metrics_put(sl_lb_model *lm, uint32_t ti, const sl_lb_metrics *m);
+
+/*
+ * The load pick compares for target ti of m (lower is better): with fresh
+ * metrics (metrics balance or prefix_cache with metrics.path), the score
+ * (queue * waiting + kv_cache * kv + running * running) / 100 plus the
+ * requests this process sent or finished since that scrape; otherwise the
+ * process-wide in-flight count. Divided by the target's weight.
+ */
+double sl_lb_load(sl_lb_model *lm, const sl_model_cfg *m, uint32_t ti, uint64_t now_ms, bool *fresh);
+
+/* Parses a Prometheus text exposition for the vllm:* gauges and counters (summing labelled series). */
+int sl_lb_parse_prometheus(sl_str text, sl_lb_metrics *out);
+
+/* ---- metrics scraping (metrics_scrape.c), per gateway worker ---- */
+struct sl_gw_worker;
+struct sl_scraper *sl_scraper_new(struct sl_gw_worker *gw);
+void sl_scraper_configure(struct sl_scraper *s, sl_config *cfg);
+void sl_scraper_free(struct sl_scraper *s);
 
 #endif

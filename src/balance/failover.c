@@ -22,7 +22,10 @@ int sl_fo_worker_init(sl_gw_worker *gw)
 {
     if (sl_balancer_init(&gw->bal, gw->rng) != SL_OK) return SL_ENOMEM;
     gw->prober = sl_prober_new(gw);
-    if (!gw->prober) {
+    gw->bal.scraper = gw->prober ? sl_scraper_new(gw) : NULL;
+    if (!gw->bal.scraper) {
+        sl_prober_free(gw->prober);
+        gw->prober = NULL;
         sl_balancer_free(&gw->bal);
         return SL_ENOMEM;
     }
@@ -33,6 +36,8 @@ void sl_fo_worker_free(sl_gw_worker *gw)
 {
     sl_prober_free(gw->prober);
     gw->prober = NULL;
+    sl_scraper_free(gw->bal.scraper);
+    gw->bal.scraper = NULL;
     sl_balancer_free(&gw->bal);
 }
 
@@ -41,6 +46,7 @@ void sl_fo_config_changed(sl_gw_worker *gw, sl_config *cfg)
     if (sl_balancer_configure(&gw->bal, cfg) != SL_OK)
         sl_warn("worker %d: out of memory sizing balancer state; balancing without it", gw->w->id);
     sl_prober_configure(gw->prober, cfg);
+    sl_scraper_configure(gw->bal.scraper, cfg);
 }
 
 size_t sl_health_snapshot(sl_runtime *rt, sl_health_entry *out, size_t cap)
@@ -164,12 +170,46 @@ static void use_target(sl_gw_req *r, uint32_t ti, uint32_t ki)
     r->rec.upstream_model = r->upstream_model;
 }
 
+/*
+ * The prompt as prefix_cache hashes it: the raw JSON text of the members that
+ * make up what an engine prefills, in the order an engine's chat template
+ * puts them (tools, system, then the conversation, which grows at its end
+ * turn after turn). Raw text, not decoded: a client that resends a
+ * conversation resends the same bytes, and spans cost no copy.
+ */
+static void prompt_hint(sl_gw_req *r, sl_bal_hint *hint)
+{
+    sl_fo_req *f = &r->fo;
+    uint32_t block = (uint32_t)(f->model->prefix_cache.block_tokens * 4);
+    if (f->hashed_block != block) {
+        static const char *const members[] = {"tools", "system", "systemInstruction", "instructions",
+                                              "messages", "contents", "input"};
+        sl_str parts[SL_ARRAY_LEN(members)];
+        size_t np = 0;
+        for (size_t i = 0; i < SL_ARRAY_LEN(members); i++) {
+            int t = sl_json_obj_get(&r->doc, 0, members[i]);
+            if (t >= 0) parts[np++] = sl_json_raw(&r->doc, t);
+        }
+        size_t total = 0;
+        for (size_t i = 0; i < np; i++) total += parts[i].n;
+        size_t cap = SL_MIN(total / block, (size_t)SL_PREFIX_MAX_BLOCKS);
+        f->nhashes = 0;
+        f->hashes = cap ? sl_arena_alloc(&r->hx->arena, cap * sizeof *f->hashes) : NULL;
+        if (f->hashes) f->nhashes = (uint32_t)sl_prefix_hash(parts, np, block, f->hashes, cap);
+        f->hashed_block = block;
+    }
+    hint->hashes = f->hashes;
+    hint->nhashes = f->nhashes;
+}
+
 /* A target and key of the current model among those not in tried; SL_ENOTFOUND with *wait. */
 static int choose(sl_gw_req *r, uint64_t tried, uint64_t now, uint64_t *wait)
 {
     sl_fo_req *f = &r->fo;
     uint32_t ti, ki = 0;
-    int rc = sl_bal_pick(bal(r), r->cfg, f->model, tried, now, &ti, wait);
+    sl_bal_hint hint = {0};
+    if (f->model->balance == SL_BALANCE_PREFIX_CACHE && r->doc.toks) prompt_hint(r, &hint);
+    int rc = sl_bal_pick_hint(bal(r), r->cfg, f->model, &hint, tried, now, &ti, wait);
     if (rc != SL_OK) return rc;
     uint64_t kw;
     if (sl_bal_pick_key(bal(r), r->cfg, f->model->targets[ti].provider, 0, now, &ki, &kw) != SL_OK) ki = 0;

@@ -45,6 +45,9 @@ typedef struct sl_fo_req {
     uint64_t unavailable_ms;        /* soonest return of a target out of service, 0 = none seen */
     bool stale_retried;
     bool rechoose;                  /* the wait was for a target to come back: choose when it ends */             /* the one transparent retry of a stale pooled connection was used */
+    uint64_t *hashes;               /* the prompt's block hashes for prefix_cache (arena), computed once */
+    uint32_t nhashes;
+    uint32_t hashed_block;          /* block size in bytes they were computed for; 0 = not yet */
     struct sl_fo_timer *timer;      /* backoff wait / first-token deadline; heap (closed asynchronously) */
     sl_fo_timer_kind timer_kind;
 } sl_fo_req;

@@ -26,7 +26,14 @@ void sl_bal_begin(sl_balancer *b, sl_bal_attempt *a, uint64_t now_ns)
     a->first_byte_ns = 0;
     a->open = true;
     a->trial = false;
+    a->lbm = NULL;
     if (!state_for(b, a->cfg)) return;
+    sl_lb_model *lm = b->lbm ? b->lbm[a->model->index] : NULL;
+    if (lm && a->target < lm->ntargets) { /* a reference: the attempt may end after a reload */
+        atomic_fetch_add(&lm->refs, 1);
+        atomic_fetch_add_explicit(&lm->t[a->target].inflight, 1, memory_order_relaxed);
+        a->lbm = lm;
+    }
     sl_bal_target *t = target_of(b, a);
     t->inflight++;
     uint64_t until = atomic_load_explicit(&t->ejected_until, memory_order_relaxed);
@@ -92,6 +99,11 @@ void sl_bal_end(sl_balancer *b, sl_bal_attempt *a, sl_bal_outcome o, uint64_t re
 {
     if (!a->open) return;
     a->open = false;
+    if (a->lbm) {
+        atomic_fetch_sub_explicit(&a->lbm->t[a->target].inflight, 1, memory_order_relaxed);
+        sl_lb_model_put(a->lbm);
+        a->lbm = NULL;
+    }
     if (!state_for(b, a->cfg)) return;
     sl_bal_target *t = target_of(b, a);
     if (t->inflight) t->inflight--;

@@ -10,7 +10,15 @@
  *                  choices): a slow or loaded target loses most draws, yet
  *                  is never starved of the samples that show it recovered
  *
- * prefix_cache and metrics are not built yet: they balance as weighted.
+ *   prefix_cache   the target holding the longest prefix of the prompt
+ *                  (prefix.c), unless its load is above overload_percent of
+ *                  (the least load + 1); ties and misses to the least loaded
+ *   metrics        the lowest score from the engines' own metrics
+ *                  (lbshared.c sl_lb_load), in-flight counts where a scrape
+ *                  failed or is stale
+ *
+ * prefix_cache and metrics read process-wide state (lbshared.c); the others
+ * only this worker's.
  */
 #include <math.h>
 
@@ -119,8 +127,77 @@ static uint32_t pick_latency(sl_balancer *b, const sl_model_cfg *m, const uint16
     return ci <= cj ? c[i] : c[j];
 }
 
+/* The least loaded of c (loads given); ties rotate. */
+static uint32_t least_loaded(sl_balancer *b, const sl_model_cfg *m, const uint16_t *c, size_t n, const double *load)
+{
+    size_t start = b->models[m->index].cursor++ % n, best = start;
+    for (size_t k = 1; k < n; k++) {
+        size_t i = (start + k) % n;
+        if (load[i] < load[best]) best = i;
+    }
+    return c[best];
+}
+
+static void loads_of(sl_lb_model *lm, const sl_model_cfg *m, const uint16_t *c, size_t n, uint64_t now, double *load)
+{
+    bool fresh;
+    for (size_t i = 0; i < n; i++) load[i] = sl_lb_load(lm, m, c[i], now, &fresh);
+}
+
+static uint32_t pick_metrics(sl_balancer *b, const sl_model_cfg *m, const uint16_t *c, size_t n, uint64_t now)
+{
+    sl_lb_model *lm = b->lbm ? b->lbm[m->index] : NULL;
+    if (!lm) return pick_least_request(b, m, c, n);
+    double load[SL_BAL_MAX_PICK];
+    loads_of(lm, m, c, n, now, load);
+    return least_loaded(b, m, c, n, load);
+}
+
+/*
+ * Longest prefix match among the targets that are not overloaded: a target
+ * whose load is above overload_percent of (least + 1) is left out, so one hot
+ * prefix spills over to the least loaded target (which then holds it too, and
+ * the two share it from there on). Ties: least loaded, then rotation.
+ */
+static uint32_t pick_prefix(sl_balancer *b, const sl_model_cfg *m, const uint16_t *c, size_t n,
+                            const sl_bal_hint *hint, uint64_t now)
+{
+    sl_lb_model *lm = b->lbm ? b->lbm[m->index] : NULL;
+    if (!lm || !lm->ix) return pick_least_request(b, m, c, n);
+    double load[SL_BAL_MAX_PICK];
+    loads_of(lm, m, c, n, now, load);
+    uint32_t matched[SL_BAL_MAX_PICK] = {0};
+    uint32_t longest = 0;
+    if (hint && hint->nhashes) longest = sl_prefix_match(lm->ix, hint->hashes, hint->nhashes, matched);
+    uint32_t pick;
+    if (!longest) {
+        pick = least_loaded(b, m, c, n, load);
+    } else {
+        double least = load[0];
+        for (size_t i = 1; i < n; i++) least = SL_MIN(least, load[i]);
+        double limit = (double)m->prefix_cache.overload_percent / 100.0 * (least + 1.0);
+        size_t start = b->models[m->index].cursor++ % n, best = SIZE_MAX;
+        for (size_t k = 0; k < n; k++) {
+            size_t i = (start + k) % n;
+            if (load[i] > limit) continue;
+            if (best == SIZE_MAX || matched[c[i]] > matched[c[best]] ||
+                (matched[c[i]] == matched[c[best]] && load[i] < load[best]))
+                best = i;
+        }
+        pick = c[best]; /* never SIZE_MAX: the least loaded is always within the limit */
+    }
+    if (hint && hint->nhashes) sl_prefix_insert(lm->ix, hint->hashes, hint->nhashes, pick);
+    return pick;
+}
+
 int sl_bal_pick(sl_balancer *b, const sl_config *cfg, const sl_model_cfg *m, uint64_t tried, uint64_t now_ms,
                 uint32_t *target, uint64_t *wait_ms)
+{
+    return sl_bal_pick_hint(b, cfg, m, NULL, tried, now_ms, target, wait_ms);
+}
+
+int sl_bal_pick_hint(sl_balancer *b, const sl_config *cfg, const sl_model_cfg *m, const sl_bal_hint *hint,
+                     uint64_t tried, uint64_t now_ms, uint32_t *target, uint64_t *wait_ms)
 {
     uint16_t c[SL_BAL_MAX_PICK];
     size_t n = candidates(b, cfg, m, tried, now_ms, c, wait_ms);
@@ -133,6 +210,8 @@ int sl_bal_pick(sl_balancer *b, const sl_config *cfg, const sl_model_cfg *m, uin
     switch (m->balance) {
     case SL_BALANCE_LEAST_REQUEST: *target = pick_least_request(b, m, c, n); break;
     case SL_BALANCE_LATENCY: *target = pick_latency(b, m, c, n, now_ms); break;
+    case SL_BALANCE_PREFIX_CACHE: *target = pick_prefix(b, m, c, n, hint, now_ms); break;
+    case SL_BALANCE_METRICS: *target = pick_metrics(b, m, c, n, now_ms); break;
     default: *target = n == 1 ? c[0] : pick_weighted(b, m, c, n); break;
     }
     return SL_OK;

@@ -16,6 +16,7 @@
 
 #include <stdatomic.h>
 
+#include "config/config_governance.h"
 #include "core/arena.h"
 #include "core/sl.h"
 
@@ -125,6 +126,30 @@ typedef struct sl_outlier_cfg {
     uint64_t max_ejection_ms;      /* 300000 */
 } sl_outlier_cfg;
 
+/* balance: prefix_cache (docs/balancing.md). */
+typedef struct sl_prefix_cfg {
+    uint64_t block_tokens;     /* tokens per hashed block (a token is estimated as 4 bytes of prompt); 64 */
+    uint64_t max_entries;      /* blocks remembered per target (LRU); 65536 */
+    uint64_t overload_percent; /* the best match is skipped when its load is above this % of (least load + 1); 200 */
+} sl_prefix_cfg;
+
+/* Weights of the metrics score (per unit; lower score wins). */
+typedef struct sl_scrape_weights_cfg {
+    uint64_t queue;            /* per waiting request; 100 */
+    uint64_t kv_cache;         /* at 100% KV-cache use; 100 */
+    uint64_t running;          /* per running request; 10 */
+} sl_scrape_weights_cfg;
+
+/* Engine metrics scraped for balance: metrics (docs/balancing.md). */
+typedef struct sl_scrape_cfg {
+    char *path;                /* Prometheus endpoint under the provider's origin; NULL = not scraped
+                                  (balance: metrics then uses "/metrics") */
+    uint64_t interval_ms;      /* 75 */
+    uint64_t stale_ms;         /* a scrape older than this is ignored; 500 */
+    uint64_t timeout_ms;       /* 250 */
+    sl_scrape_weights_cfg weights;
+} sl_scrape_cfg;
+
 typedef struct sl_model_cfg {
     char *name;          /* exact or glob */
     bool is_glob;
@@ -133,11 +158,38 @@ typedef struct sl_model_cfg {
     sl_balance_kind balance;
     sl_retry_cfg retry;
     sl_outlier_cfg outlier;
+    sl_prefix_cfg prefix_cache;
+    sl_scrape_cfg metrics;
     char **fallbacks;    /* other public model names, in order */
     size_t nfallbacks;
     uint64_t default_max_tokens; /* defaults.max_tokens; 0 = unset */
     uint32_t index;
 } sl_model_cfg;
+
+/* telemetry: (config_telemetry.c, docs/observability.md) */
+typedef struct sl_traces_cfg {
+    char *endpoint;              /* OTLP/HTTP JSON traces URL; NULL = tracing off */
+    double sample_ratio;         /* 1.0; for requests without a sampled parent */
+    uint64_t batch_size;         /* 512 spans per export request */
+    uint64_t queue_size;         /* 4096 spans waiting; more are dropped (counted) */
+    uint64_t flush_interval_ms;  /* 2000 */
+    uint64_t timeout_ms;         /* 10000 per export request */
+    sl_kv *headers;              /* sent with every export request (auth) */
+    size_t nheaders;
+    char *service_name;          /* "sluice" */
+} sl_traces_cfg;
+
+typedef struct sl_metrics_cfg {
+    bool enabled;                /* true */
+    uint64_t max_series;         /* 1000 label sets per metric; more go to "__other__" */
+} sl_metrics_cfg;
+
+typedef struct sl_telemetry_cfg {
+    bool log_content;            /* prompt and completion in the access log */
+    uint64_t log_content_max_bytes; /* 65536 each */
+    sl_metrics_cfg metrics;
+    sl_traces_cfg traces;
+} sl_telemetry_cfg;
 
 typedef struct sl_config {
     _Atomic int refs;
@@ -148,6 +200,14 @@ typedef struct sl_config {
     size_t nproviders;
     sl_model_cfg *models;
     size_t nmodels;
+    /* governance (config_governance.c) */
+    sl_state_cfg state;
+    sl_price_cfg *pricing;
+    size_t npricing;
+    sl_consumer_cfg *consumers;
+    size_t nconsumers;
+    sl_auth_cfg auth;
+    sl_telemetry_cfg telemetry;
     struct sl_mcp_cfg *mcp;  /* section mcp (src/mcp/mcp.h); never NULL after loading */
 } sl_config;
 

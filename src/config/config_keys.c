@@ -419,6 +419,41 @@ static const sl_ckey outlier_keys[] = {
 };
 static const sl_csection outlier_section = {"models[].outlier", ARR(outlier_keys)};
 
+static const sl_ckey prefix_keys[] = {
+    {.name = "block_tokens", .type = SL_CK_UINT, .offset = OFF(sl_prefix_cfg, block_tokens), .min = 4, .max = 4096,
+     .def = "64", .doc = "Prompt tokens per hashed block (a token counted as 4 bytes of the serialized prompt)."},
+    {.name = "max_entries", .type = SL_CK_UINT, .offset = OFF(sl_prefix_cfg, max_entries), .min = 16,
+     .max = 4194304, .def = "65536", .doc = "Blocks remembered per target; the least recently used is forgotten first."},
+    {.name = "overload_percent", .type = SL_CK_UINT, .offset = OFF(sl_prefix_cfg, overload_percent), .min = 100,
+     .max = 100000, .def = "200",
+     .doc = "The longest match is skipped when its load exceeds this percentage of (the least load + 1)."},
+};
+static const sl_csection prefix_section = {"models[].prefix_cache", ARR(prefix_keys)};
+
+static const sl_ckey metrics_weights_keys[] = {
+    {.name = "queue", .type = SL_CK_UINT, .offset = OFF(sl_scrape_weights_cfg, queue), .max = 1000000, .def = "100",
+     .doc = "Score per waiting request (vllm:num_requests_waiting)."},
+    {.name = "kv_cache", .type = SL_CK_UINT, .offset = OFF(sl_scrape_weights_cfg, kv_cache), .max = 1000000,
+     .def = "100", .doc = "Score at a full KV cache (vllm:kv_cache_usage_perc, scaled)."},
+    {.name = "running", .type = SL_CK_UINT, .offset = OFF(sl_scrape_weights_cfg, running), .max = 1000000,
+     .def = "10", .doc = "Score per running request (vllm:num_requests_running)."},
+};
+static const sl_csection metrics_weights_section = {"models[].metrics.weights", ARR(metrics_weights_keys)};
+
+static const sl_ckey metrics_keys[] = {
+    {.name = "path", .type = SL_CK_STRING, .offset = OFF(sl_scrape_cfg, path),
+     .doc = "Prometheus endpoint under each target provider's origin; absent = not scraped (balance: metrics uses /metrics)."},
+    {.name = "interval_ms", .type = SL_CK_DURATION, .offset = OFF(sl_scrape_cfg, interval_ms), .min = 10,
+     .max = 60000, .def = "75", .doc = "Time between two scrapes of a target (each worker scrapes on its own)."},
+    {.name = "stale_ms", .type = SL_CK_DURATION, .offset = OFF(sl_scrape_cfg, stale_ms), .min = 10,
+     .max = 600000, .def = "500", .doc = "Metrics older than this are ignored: the target is scored by in-flight counts."},
+    {.name = "timeout_ms", .type = SL_CK_DURATION, .offset = OFF(sl_scrape_cfg, timeout_ms), .min = 1,
+     .max = 60000, .def = "250", .doc = "A scrape not answered within this fails."},
+    {.name = "weights", .type = SL_CK_SECTION, .offset = OFF(sl_scrape_cfg, weights), .sub = &metrics_weights_section,
+     .doc = "Weights of the score, below."},
+};
+static const sl_csection metrics_section = {"models[].metrics", ARR(metrics_keys)};
+
 static const char *const balance_names[] = {"weighted", "least_request", "latency", "prefix_cache", "metrics", NULL};
 
 static const sl_ckey model_keys[] = {
@@ -432,6 +467,10 @@ static const sl_ckey model_keys[] = {
      .doc = "Retries over the targets, below."},
     {.name = "outlier", .type = SL_CK_SECTION, .offset = OFF(sl_model_cfg, outlier), .sub = &outlier_section,
      .doc = "Passive outlier ejection of the targets, below."},
+    {.name = "prefix_cache", .type = SL_CK_SECTION, .offset = OFF(sl_model_cfg, prefix_cache), .sub = &prefix_section,
+     .doc = "Prefix-cache affinity (balance: prefix_cache), below."},
+    {.name = "metrics", .type = SL_CK_SECTION, .offset = OFF(sl_model_cfg, metrics), .sub = &metrics_section,
+     .doc = "Engine metrics scraping (balance: metrics; with prefix_cache: its load signal), below."},
     {.name = "fallbacks", .type = SL_CK_STRLIST, .offset = OFF(sl_model_cfg, fallbacks),
      .count_offset = OFF(sl_model_cfg, nfallbacks), .max_items = 16,
      .doc = "Other public model names tried in order after every target failed; each must match a models entry; loops are errors."},
@@ -491,6 +530,11 @@ const sl_ctop sl_config_top[] = {
     {"server", parse_server},
     {"providers", parse_providers},
     {"models", parse_models},
+    {"state", sl_cfg_parse_state},
+    {"pricing", sl_cfg_parse_pricing},
+    {"consumers", sl_cfg_parse_consumers},
+    {"auth", sl_cfg_parse_auth}, /* after consumers: its default depends on them */
+    {"telemetry", sl_cfg_parse_telemetry},
     {"mcp", sl_mcp_parse_config},
 };
 const size_t sl_config_ntop = SL_ARRAY_LEN(sl_config_top);
@@ -498,7 +542,10 @@ const size_t sl_config_ntop = SL_ARRAY_LEN(sl_config_top);
 const sl_csection *const sl_config_sections[] = {
     &server_section, &limits_section, &provider_section, &timeouts_section,
     &model_section,  &target_section, &retry_section,    &model_defaults_section,
-    &health_check_section, &outlier_section,
+    &sl_cfg_state_section, &sl_cfg_redis_section, &sl_cfg_price_section, &sl_cfg_consumer_section,
+    &sl_cfg_consumer_limits_section, &sl_cfg_auth_section,
+    &sl_telemetry_section, &sl_telemetry_metrics_section, &sl_telemetry_traces_section,
+    &health_check_section, &outlier_section, &prefix_section, &metrics_section, &metrics_weights_section,
     &sl_mcp_section, &sl_mcp_server_section, &sl_mcp_auth_section, &sl_mcp_upstream_section, &sl_mcp_tool_section,
     &sl_mcp_arg_section, &sl_mcp_request_section, &sl_mcp_response_section, &sl_mcp_error_section,
 };

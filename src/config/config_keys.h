@@ -123,6 +123,17 @@ void *sl_cfg_parse_list(sl_cfg_ctx *ctx, const sl_ynode *seq, const sl_csection 
 /* "host:port", "[v6]:port": 0, or SL_EINVAL with *why set. */
 int sl_cfg_parse_addr(sl_cfg_ctx *ctx, sl_str s, sl_listen_addr *out, const char **why);
 
+/* Governance sections (config_governance.c). */
+extern const sl_csection sl_cfg_state_section, sl_cfg_redis_section, sl_cfg_price_section, sl_cfg_consumer_section,
+    sl_cfg_consumer_limits_section, sl_cfg_auth_section;
+void sl_cfg_parse_state(sl_cfg_ctx *ctx, const sl_ynode *node, sl_config *cfg);
+void sl_cfg_parse_pricing(sl_cfg_ctx *ctx, const sl_ynode *node, sl_config *cfg);
+void sl_cfg_parse_consumers(sl_cfg_ctx *ctx, const sl_ynode *node, sl_config *cfg);
+void sl_cfg_parse_auth(sl_cfg_ctx *ctx, const sl_ynode *node, sl_config *cfg);
+/* telemetry: (config_telemetry.c) */
+extern const sl_csection sl_telemetry_section, sl_telemetry_metrics_section, sl_telemetry_traces_section;
+void sl_cfg_parse_telemetry(sl_cfg_ctx *ctx, const sl_ynode *node, sl_config *cfg);
+
 /* Cross-section checks done once every section is parsed. */
 void sl_cfg_check_models(sl_cfg_ctx *ctx, const sl_ynode *models_node);
 

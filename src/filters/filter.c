@@ -5,8 +5,11 @@
  */
 #include "filters/filter.h"
 
+#include "filters/governance.h"
+
 static const sl_filter *const chain[] = {
-    NULL, /* keeps the table non-empty until the first filter is registered */
+    &sl_filter_auth,      /* who is calling; may they use this model (401, 403) */
+    &sl_filter_ratelimit, /* requests, tokens, budgets (429); settles usage on done */
 };
 
 #define CHAIN_LEN SL_ARRAY_LEN(chain)

@@ -9,10 +9,10 @@
 #include <stdio.h>
 
 #include "core/log.h"
-#include "gateway/accesslog.h"
-#include "gateway/metrics.h"
 #include "filters/filter.h"
 #include "mcp/mcp.h"
+#include "state/state.h"
+#include "telemetry/telemetry.h"
 
 /* ---------------------------------------------------------------- worker state */
 
@@ -36,6 +36,9 @@ void sl_gateway_worker_free(sl_worker *w)
     sl_gw_worker *gw = w->gw;
     if (!gw) return;
     sl_fo_worker_free(gw);
+    sl_state *st = gw->state;
+    gw->state = NULL;
+    sl_state_close(st);
     sl_free(gw);
     w->gw = NULL;
 }
@@ -73,6 +76,14 @@ void sl_gw_common_headers(sl_gw_req *r, sl_http_header *h, size_t *n, size_t cap
         char *a = sl_arena_printf(&r->hx->arena, "%u", r->attempts);
         if (a) h[(*n)++] = (sl_http_header){SL_STR("x-sluice-attempts"), sl_str_from_cstr(a)};
     }
+    for (size_t i = 0; i < r->nextra_headers && *n < cap; i++) h[(*n)++] = r->extra_headers[i];
+}
+
+static bool has_header(const sl_http_header *h, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (sl_str_case_eq(h[i].name, sl_str_from_cstr(name))) return true;
+    return false;
 }
 
 void sl_gw_error(sl_gw_req *r, int status, const char *type, const char *code, const char *fmt, ...)
@@ -87,10 +98,10 @@ void sl_gw_error(sl_gw_req *r, int status, const char *type, const char *code, c
     sl_buf body;
     sl_buf_init(&body, 0);
     sl_gw_error_body(r->in_proto, status, type, code, msg, &body);
-    sl_http_header h[8] = {{SL_STR("content-type"), SL_STR("application/json")}};
+    sl_http_header h[24] = {{SL_STR("content-type"), SL_STR("application/json")}};
     size_t n = 1;
-    sl_gw_common_headers(r, h, &n, 7);
-    if (status == 429 || status == 503) {
+    sl_gw_common_headers(r, h, &n, SL_ARRAY_LEN(h) - 1);
+    if ((status == 429 || status == 503) && !has_header(h, n, "retry-after")) { /* a filter may have set its own */
         char *ra = r->retry_after_s > 1 ? sl_arena_printf(&r->hx->arena, "%u", r->retry_after_s) : NULL;
         h[n++] = (sl_http_header){SL_STR("retry-after"), ra ? sl_str_from_cstr(ra) : SL_STR("1")};
     }
@@ -111,8 +122,7 @@ void sl_gw_finish(sl_gw_req *r)
     r->rec.request_id = sl_str_from_cstr(r->request_id);
     sl_fo_release(r); /* an open attempt ends without a verdict; a pending wait stops */
     sl_filters_run_done(r);
-    sl_accesslog_write(&r->rec);
-    sl_metrics_record(w, &r->rec);
+    sl_telemetry_finish(r); /* access log, metrics, spans */
     sl_buf_free(&r->up_body);
     sl_buf_free(&r->resp);
     sl_sse_free(&r->sse);
@@ -207,6 +217,7 @@ static void handle_models(sl_gw_req *r)
     for (size_t i = 0; i < r->cfg->nmodels; i++) {
         const sl_model_cfg *m = &r->cfg->models[i];
         if (m->is_glob) continue; /* a pattern is not a model a client can list */
+        if (!sl_consumer_allows_model(r->consumer, sl_str_from_cstr(m->name))) continue;
         sl_jw_obj_begin(&w);
         sl_jw_key(&w, "id"), sl_jw_cstr(&w, m->name);
         sl_jw_key(&w, "object"), sl_jw_cstr(&w, "model");
@@ -216,9 +227,9 @@ static void handle_models(sl_gw_req *r)
     }
     sl_jw_arr_end(&w);
     sl_jw_obj_end(&w);
-    sl_http_header h[4] = {{SL_STR("content-type"), SL_STR("application/json")}};
+    sl_http_header h[24] = {{SL_STR("content-type"), SL_STR("application/json")}};
     size_t n = 1;
-    sl_gw_common_headers(r, h, &n, 4);
+    sl_gw_common_headers(r, h, &n, SL_ARRAY_LEN(h));
     r->rec.status = 200;
     sl_hx_respond(r->hx, 200, h, n, out.p, out.len);
     sl_buf_free(&out);
@@ -327,6 +338,7 @@ void sl_gateway_handle(sl_hx *hx, void *worker)
     sl_sse_init(&r->sse, 8u << 20);
     atomic_fetch_add(&w->inflight, 1);
     make_request_id(r);
+    sl_telemetry_begin(r);
     sl_hx_on_abort(hx, on_client_abort, r);
 
     if (sl_str_starts_with(hx->req.path, SL_STR("/mcp/"))) {
@@ -368,6 +380,8 @@ static void on_client_abort(sl_hx *hx, void *arg)
         r->up = NULL;
         r->rec.status = r->client_head_sent ? r->rec.status : 499;
         sl_gw_finish(r);
+    } else if (r->wait_cancel) {
+        r->wait_cancel(r); /* a filter was waiting (e.g. for Redis): it stops and finishes the request */
     } else if (sl_fo_cancel_wait(r)) { /* between two attempts (backoff or retry-after) */
         r->rec.status = 499;
         sl_gw_finish(r);

@@ -33,6 +33,12 @@ typedef enum {
 typedef struct sl_gw_worker {
     sl_worker *w;
     uint64_t rng;
+    int64_t *wrr_current;  /* smooth weighted round-robin state, one per target of every model */
+    size_t nwrr;
+    uint32_t *key_cursor;  /* per provider: next api key */
+    size_t nkeys;
+    sl_config *state_for;  /* the snapshot the arrays above were sized for */
+    struct sl_state *state; /* governance counters on this worker's loop (filters/ratelimit.c) */
     sl_balancer bal;       /* balance/balance.h */
     sl_prober *prober;     /* balance/failover.h; NULL when no provider has health_check */
 } sl_gw_worker;
@@ -64,6 +70,7 @@ typedef struct sl_gw_req {
     sl_xlat_stream *xs;           /* stream translator / filter (NULL on the OpenAI fast path) */
     bool stream_done;             /* the upstream stream's terminal event was seen */
     bool stream_started;          /* the upstream stream's first token event was seen (proxy.c preamble) */
+    bool preamble_over;           /* held preamble replayed: later bytes go straight to the stream parser */
     sl_buf resp;                  /* buffered non-stream response body */
     bool client_head_sent;
     bool paused;
@@ -75,6 +82,12 @@ typedef struct sl_gw_req {
     uint32_t filter_pos;          /* next filter to run after a wait (filter.c) */
     sl_req_record rec;
     char request_id[40];
+    /* governance (filters/auth.c, filters/ratelimit.c) */
+    const sl_consumer_cfg *consumer;  /* NULL: anonymous, with no consumers entry */
+    void *limits;                     /* ratelimit.c's per-request state */
+    void (*wait_cancel)(struct sl_gw_req *r); /* set while a filter waits; called when the client goes away */
+    sl_http_header extra_headers[10]; /* added to every answer by sl_gw_common_headers (x-ratelimit-*, retry-after) */
+    size_t nextra_headers;
 } sl_gw_req;
 
 /* gateway.c */

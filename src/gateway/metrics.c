@@ -1,118 +1,239 @@
 /*
- * metrics.c: request counters per worker, merged at scrape time.
+ * metrics.c: the SPEC §4 series over telemetry/series.h families.
  *
- * A shard is a small table of series keyed by their label values. Its mutex
- * is taken by the owning worker on record and by the scraper on render, so it
- * is uncontended on the request path except during a scrape.
+ * The families are process-wide and created once (sl_metrics_init, or
+ * lazily with the default cap); a series, once created, lives as long as the
+ * process, so counters stay monotonic across configuration reloads.
+ * Recording a request costs one hash lookup per family touched and a few
+ * relaxed stores into the worker's own shard.
  */
 #include "gateway/metrics.h"
 
 #include <pthread.h>
+#include <stdio.h>
 
-#define MAX_SERIES 4096 /* per worker; past it new label sets go to an overflow series */
+#include "balance/failover.h"
+#include "telemetry/export.h"
+#include "telemetry/series.h"
+#include "telemetry/trace.h"
 
-typedef struct series {
-    char *labels; /* rendered label set: route="...",model="...",... */
-    uint64_t count;
-} series;
+/* OpenTelemetry GenAI semantic conventions: advisory explicit bucket boundaries. */
+static const double ttft_bounds[] = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,
+                                     0.25,  0.5,   0.75, 1.0,  2.5,  5.0,  7.5,  10.0};
+static const double tpot_bounds[] = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5};
+static const double duration_bounds[] = {0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64,
+                                         1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92};
+static const double token_bounds[] = {1,      4,       16,      64,       256,      1024,     4096,
+                                      16384,  65536,   262144,  1048576,  4194304,  16777216, 67108864};
 
-typedef struct shard {
-    pthread_mutex_t mu;
-    series *s;
-    size_t n, cap;
-} shard;
+#define GENAI_LABELS "gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model"
 
-static pthread_mutex_t shards_mu = PTHREAD_MUTEX_INITIALIZER;
-static shard *shards[256];
+static sl_family requests = {
+    .name = "sluice_requests_total", .help = "Requests answered, by route, public model, provider, consumer and status.",
+    .kind = SL_METRIC_COUNTER, .labels = {"route", "model", "provider", "consumer", "status"}, .nlabels = 5};
+static sl_family tokens = {
+    .name = "sluice_tokens_total", .help = "Tokens reported by providers; type is input, output or cached (part of input).",
+    .kind = SL_METRIC_COUNTER, .labels = {"model", "provider", "consumer", "type"}, .nlabels = 4};
+static sl_family cost = {
+    .name = "sluice_cost_usd_total", .help = "Cost of requests in US dollars, from pricing.",
+    .kind = SL_METRIC_FCOUNTER, .labels = {"model", "consumer"}, .nlabels = 2};
+static sl_family attempts = {
+    .name = "sluice_upstream_attempts_total", .help = "Upstream attempts (first tries, retries, fallbacks) by outcome.",
+    .kind = SL_METRIC_COUNTER, .labels = {"provider", "outcome"}, .nlabels = 2};
+static sl_family rejections = {
+    .name = "sluice_ratelimit_rejections_total", .help = "Requests refused by a consumer limit or budget.",
+    .kind = SL_METRIC_COUNTER, .labels = {"consumer", "limit"}, .nlabels = 2};
+static sl_family state_errors = {
+    .name = "sluice_state_errors_total",
+    .help = "Limit checks or usage records the state backend could not answer; on_error is allow, deny or settle.",
+    .kind = SL_METRIC_COUNTER, .labels = {"backend", "on_error"}, .nlabels = 2};
+static sl_family healthy = {
+    .name = "sluice_upstream_healthy", .help = "1 when a provider key is in rotation, 0 when it is benched.",
+    .kind = SL_METRIC_GAUGE, .labels = {"provider", "key_index"}, .nlabels = 2};
+static sl_family ttft = {
+    .name = "gen_ai_server_time_to_first_token_seconds", .help = "Time to the first streamed chunk of successful streams.",
+    .kind = SL_METRIC_HISTOGRAM, .labels = {GENAI_LABELS}, .nlabels = 3, .bounds = ttft_bounds,
+    .nbounds = SL_ARRAY_LEN(ttft_bounds)};
+static sl_family tpot = {
+    .name = "gen_ai_server_time_per_output_token_seconds",
+    .help = "Time per output token after the first, for successful streams.", .kind = SL_METRIC_HISTOGRAM,
+    .labels = {GENAI_LABELS}, .nlabels = 3, .bounds = tpot_bounds, .nbounds = SL_ARRAY_LEN(tpot_bounds)};
+static sl_family duration = {
+    .name = "gen_ai_client_operation_duration_seconds", .help = "Duration of GenAI operations, request to last byte.",
+    .kind = SL_METRIC_HISTOGRAM, .labels = {GENAI_LABELS}, .nlabels = 3, .bounds = duration_bounds,
+    .nbounds = SL_ARRAY_LEN(duration_bounds)};
+static sl_family usage = {
+    .name = "gen_ai_client_token_usage", .help = "Input and output tokens per operation.", .kind = SL_METRIC_HISTOGRAM,
+    .labels = {GENAI_LABELS, "gen_ai_token_type"}, .nlabels = 4, .bounds = token_bounds,
+    .nbounds = SL_ARRAY_LEN(token_bounds)};
 
-static shard *shard_of(sl_worker *w)
+static sl_family *const families[] = {&requests, &tokens,   &cost,  &attempts, &rejections,
+                                      &state_errors, &ttft, &tpot, &duration, &usage};
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static size_t want_cap = 1000;
+static pthread_mutex_t init_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool init_ok;
+
+static void init_families(void)
 {
-    if (w->id < 0 || w->id >= 256) return NULL;
-    shard *s = __atomic_load_n(&shards[w->id], __ATOMIC_ACQUIRE);
-    if (s) return s;
-    pthread_mutex_lock(&shards_mu);
-    if (!shards[w->id]) {
-        shard *n = sl_calloc(1, sizeof(*n));
-        if (n) pthread_mutex_init(&n->mu, NULL);
-        __atomic_store_n(&shards[w->id], n, __ATOMIC_RELEASE);
-    }
-    s = shards[w->id];
-    pthread_mutex_unlock(&shards_mu);
-    return s;
+    init_ok = sl_family_init(&healthy, want_cap) == SL_OK;
+    for (size_t i = 0; i < SL_ARRAY_LEN(families); i++)
+        if (sl_family_init(families[i], want_cap) != SL_OK) init_ok = false;
 }
 
-static void label_value(sl_buf *b, sl_str v)
+int sl_metrics_init(size_t max_series)
 {
-    for (size_t i = 0; i < v.n && i < 128; i++) {
-        char c = v.p[i];
-        if (c == '"' || c == '\\') sl_buf_append(b, "\\", 1), sl_buf_append(b, &c, 1);
-        else if (c == '\n') sl_buf_append(b, "\\n", 2);
-        else sl_buf_append(b, &c, 1);
+    pthread_mutex_lock(&init_mu);
+    want_cap = max_series ? max_series : 1000;
+    pthread_mutex_unlock(&init_mu);
+    pthread_once(&once, init_families);
+    return init_ok ? SL_OK : SL_ENOMEM;
+}
+
+static inline void ensure_init(void) { pthread_once(&once, init_families); }
+
+static sl_str cstr_or_empty(const char *s) { return s ? sl_str_from_cstr(s) : SL_STR(""); }
+
+static void count_tokens(int shard, const sl_req_record *r, const char *type, int64_t n)
+{
+    sl_str v[] = {r->model, r->provider, r->consumer, sl_str_from_cstr(type)};
+    sl_family_add(&tokens, shard, sl_family_series(&tokens, v, 4), n > 0 ? (uint64_t)n : 0);
+}
+
+static void record_genai(int shard, const sl_req_record *r)
+{
+    sl_str g[] = {cstr_or_empty(r->operation), sl_str_from_cstr(sl_genai_provider_name(r->provider_type)), r->model,
+                  SL_STR_NULL};
+    bool ok = r->status >= 200 && r->status < 300;
+    if (r->end_ns >= r->start_ns)
+        sl_family_observe(&duration, shard, sl_family_series(&duration, g, 3), (double)(r->end_ns - r->start_ns) / 1e9);
+    if (r->stream && ok && r->first_byte_ns >= r->start_ns && r->first_byte_ns) {
+        sl_family_observe(&ttft, shard, sl_family_series(&ttft, g, 3), (double)(r->first_byte_ns - r->start_ns) / 1e9);
+        if (r->usage.output_tokens > 1 && r->end_ns > r->first_byte_ns)
+            sl_family_observe(&tpot, shard, sl_family_series(&tpot, g, 3),
+                              (double)(r->end_ns - r->first_byte_ns) / 1e9 / (double)(r->usage.output_tokens - 1));
+    }
+    if (r->usage.present) {
+        g[3] = SL_STR("input");
+        sl_family_observe(&usage, shard, sl_family_series(&usage, g, 4), (double)r->usage.input_tokens);
+        g[3] = SL_STR("output");
+        sl_family_observe(&usage, shard, sl_family_series(&usage, g, 4), (double)r->usage.output_tokens);
     }
 }
 
 void sl_metrics_record(sl_worker *w, const sl_req_record *r)
 {
-    shard *sh = shard_of(w);
-    if (!sh) return;
-    sl_buf b;
-    sl_buf_init(&b, 4096);
-    sl_buf_append_cstr(&b, "route=\""), label_value(&b, sl_str_from_cstr(r->api));
-    sl_buf_append_cstr(&b, "\",model=\""), label_value(&b, r->model);
-    sl_buf_append_cstr(&b, "\",provider=\""), label_value(&b, r->provider);
-    sl_buf_append_cstr(&b, "\",consumer=\""), label_value(&b, r->consumer);
-    sl_buf_appendf(&b, "\",status=\"%d\"", r->status);
-    pthread_mutex_lock(&sh->mu);
-    size_t i;
-    for (i = 0; i < sh->n; i++)
-        if (strcmp(sh->s[i].labels, b.p) == 0) break;
-    if (i == sh->n && sh->n < MAX_SERIES) {
-        if (sh->n == sh->cap) {
-            size_t cap = sh->cap ? sh->cap * 2 : 16;
-            series *ns = sl_realloc(sh->s, cap * sizeof(*ns));
-            if (ns) sh->s = ns, sh->cap = cap;
-        }
-        if (sh->n < sh->cap && (sh->s[sh->n].labels = sl_strdup(b.p))) sh->s[sh->n++].count = 0;
+    ensure_init();
+    int shard = w->id;
+    char status[16];
+    snprintf(status, sizeof status, "%d", r->status);
+    sl_str rv[] = {cstr_or_empty(r->api), r->model, r->provider, r->consumer, sl_str_from_cstr(status)};
+    sl_family_add(&requests, shard, sl_family_series(&requests, rv, 5), 1);
+    if (!r->operation || !r->model.n || strcmp(r->operation, "models") == 0) return;
+    record_genai(shard, r);
+    if (r->usage.present) {
+        count_tokens(shard, r, "input", r->usage.input_tokens);
+        count_tokens(shard, r, "output", r->usage.output_tokens);
+        count_tokens(shard, r, "cached", r->usage.cached_tokens);
     }
-    if (i < sh->n) sh->s[i].count++;
-    pthread_mutex_unlock(&sh->mu);
-    sl_buf_free(&b);
+    if (r->cost_usd > 0 || r->usage.present) {
+        sl_str cv[] = {r->model, r->consumer};
+        sl_family_addf(&cost, shard, sl_family_series(&cost, cv, 2), r->cost_usd);
+    }
+}
+
+void sl_metrics_attempt(sl_worker *w, sl_str provider, const char *outcome)
+{
+    ensure_init();
+    sl_str v[] = {provider, sl_str_from_cstr(outcome)};
+    sl_family_add(&attempts, w->id, sl_family_series(&attempts, v, 2), 1);
+}
+
+void sl_metrics_ratelimit_rejected(sl_worker *w, sl_str consumer, const char *limit)
+{
+    ensure_init();
+    sl_str v[] = {consumer, sl_str_from_cstr(limit)};
+    sl_family_add(&rejections, w->id, sl_family_series(&rejections, v, 2), 1);
+}
+
+void sl_metrics_state_error(sl_worker *w, const char *backend, const char *on_error)
+{
+    ensure_init();
+    sl_str v[] = {sl_str_from_cstr(backend), sl_str_from_cstr(on_error)};
+    sl_family_add(&state_errors, w->id, sl_family_series(&state_errors, v, 2), 1);
+}
+
+void sl_metrics_set_upstream_healthy(sl_str provider, uint32_t key_index, bool ok)
+{
+    ensure_init();
+    char idx[16];
+    snprintf(idx, sizeof idx, "%u", key_index);
+    sl_str v[] = {provider, sl_str_from_cstr(idx)};
+    sl_family_set(&healthy, sl_family_series(&healthy, v, 2), ok ? 1 : 0);
+}
+
+/*
+ * sluice_upstream_healthy: the balancer's view, pulled at scrape time (so a provider removed by a reload
+ * disappears), plus any row set through sl_metrics_set_upstream_healthy that the balancer does not report.
+ */
+static int render_health(sl_runtime *rt, sl_buf *out)
+{
+    enum { MAX_ROWS = 4096 };
+    sl_health_entry *rows = rt ? sl_calloc(MAX_ROWS, sizeof(*rows)) : NULL;
+    size_t n = rows ? sl_health_snapshot(rt, rows, MAX_ROWS) : 0;
+    int rc = sl_buf_appendf(out, "# HELP %s %s\n# TYPE %s gauge\n", healthy.name, healthy.help, healthy.name);
+    for (size_t i = 0; i < n && rc == SL_OK; i++) {
+        rc = sl_buf_append_cstr(out, "sluice_upstream_healthy{provider=\"");
+        if (rc == SL_OK) rc = sl_prom_label_value(out, sl_str_from_cstr(rows[i].provider));
+        if (rc == SL_OK)
+            rc = sl_buf_appendf(out, "\",key_index=\"%u\"} %d\n", rows[i].key_index, rows[i].healthy ? 1 : 0);
+    }
+    for (size_t i = 0; healthy.slots && i < healthy.nslots && rc == SL_OK; i++) {
+        const sl_series *s = atomic_load_explicit(&healthy.slots[i], memory_order_acquire);
+        if (!s) continue;
+        bool dup = false; /* key: <len>provider<len>index */
+        for (size_t j = 0; j < n && !dup; j++) {
+            char idx[16];
+            int k = snprintf(idx, sizeof idx, "%u", rows[j].key_index);
+            size_t pl = strlen(rows[j].provider);
+            dup = s->keylen == 2 + pl + (size_t)k && (size_t)(unsigned char)s->key[0] == pl &&
+                  memcmp(s->key + 1, rows[j].provider, pl) == 0 && memcmp(s->key + 2 + pl, idx, (size_t)k) == 0;
+        }
+        if (!dup) rc = sl_buf_appendf(out, "%s{%s} %d\n", healthy.name, s->labels, sl_family_value(&healthy, s->index) != 0);
+    }
+    sl_free(rows);
+    return rc;
+}
+
+static int render_trace_stats(sl_buf *out)
+{
+    sl_trace_stats s;
+    sl_trace_stats_get(&s);
+    return sl_buf_appendf(
+        out,
+        "# HELP sluice_trace_spans_exported_total Spans accepted by the OTLP endpoint.\n"
+        "# TYPE sluice_trace_spans_exported_total counter\nsluice_trace_spans_exported_total %llu\n"
+        "# HELP sluice_trace_spans_dropped_total Spans lost: queue full, or their export failed.\n"
+        "# TYPE sluice_trace_spans_dropped_total counter\n"
+        "sluice_trace_spans_dropped_total{reason=\"queue_full\"} %llu\n"
+        "sluice_trace_spans_dropped_total{reason=\"export_failed\"} %llu\n"
+        "# HELP sluice_trace_queue_spans Spans waiting for export.\n"
+        "# TYPE sluice_trace_queue_spans gauge\nsluice_trace_queue_spans %llu\n",
+        (unsigned long long)s.exported, (unsigned long long)s.dropped_queue_full,
+        (unsigned long long)s.dropped_export_failed, (unsigned long long)s.queued);
 }
 
 int sl_metrics_render(sl_runtime *rt, sl_buf *out)
 {
+    ensure_init();
     uint64_t inflight = 0;
-    for (size_t i = 0; i < rt->nworkers; i++) inflight += atomic_load(&rt->workers[i].inflight);
-    sl_buf_appendf(out, "# HELP sluice_inflight_requests Requests in progress.\n# TYPE sluice_inflight_requests gauge\n"
-                        "sluice_inflight_requests %llu\n", (unsigned long long)inflight);
-    sl_buf_append_cstr(out, "# HELP sluice_requests_total Requests answered.\n# TYPE sluice_requests_total counter\n");
-    /* Merge the shards: the same label set seen by several workers is one series. */
-    series *all = NULL;
-    size_t n = 0, cap = 0;
-    for (size_t k = 0; k < 256; k++) {
-        shard *sh = __atomic_load_n(&shards[k], __ATOMIC_ACQUIRE);
-        if (!sh) continue;
-        pthread_mutex_lock(&sh->mu);
-        for (size_t i = 0; i < sh->n; i++) {
-            size_t j;
-            for (j = 0; j < n; j++)
-                if (strcmp(all[j].labels, sh->s[i].labels) == 0) break;
-            if (j == n) {
-                if (n == cap) {
-                    size_t ncap = cap ? cap * 2 : 64;
-                    series *g = sl_realloc(all, ncap * sizeof(*g));
-                    if (!g) continue;
-                    all = g, cap = ncap;
-                }
-                all[n].labels = sh->s[i].labels; /* series labels live as long as the process */
-                all[n++].count = 0;
-            }
-            all[j].count += sh->s[i].count;
-        }
-        pthread_mutex_unlock(&sh->mu);
-    }
-    for (size_t i = 0; i < n; i++)
-        sl_buf_appendf(out, "sluice_requests_total{%s} %llu\n", all[i].labels, (unsigned long long)all[i].count);
-    sl_free(all);
-    return SL_OK;
+    for (size_t i = 0; rt && i < rt->nworkers; i++) inflight += atomic_load(&rt->workers[i].inflight);
+    int rc = sl_buf_appendf(out, "# HELP sluice_inflight_requests Requests in progress.\n"
+                                 "# TYPE sluice_inflight_requests gauge\nsluice_inflight_requests %llu\n",
+                            (unsigned long long)inflight);
+    for (size_t i = 0; i < SL_ARRAY_LEN(families) && rc == SL_OK; i++) rc = sl_family_render(families[i], out);
+    if (rc == SL_OK) rc = render_health(rt, out);
+    if (rc == SL_OK) rc = render_trace_stats(out);
+    return rc;
 }

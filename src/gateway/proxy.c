@@ -29,6 +29,7 @@
 #include "gateway/gateway.h"
 #include "protocols/xlat_ir.h"
 #include "providers/providers.h"
+#include "telemetry/telemetry.h"
 
 void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code, const char *msg, sl_buf *out);
 
@@ -137,14 +138,17 @@ static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
     sl_json_doc d;
     if (sl_json_parse(&d, data.p, data.n, a, NULL, NULL) != SL_OK || sl_json_type_of(&d, 0) != SL_JSON_OBJECT)
         return write_event(r, event, data); /* not ours to judge: pass it on */
-    int u = sl_json_obj_get(&d, 0, "usage");
+    /* Responses API events carry the response object (usage, model) one level down. */
+    int obj = r->api == SL_API_RESPONSES ? sl_json_obj_get(&d, 0, "response") : 0;
+    if (obj < 0 || sl_json_type_of(&d, obj) != SL_JSON_OBJECT) return write_event(r, event, data);
+    int u = sl_json_obj_get(&d, obj, "usage");
     if (u >= 0 && sl_json_type_of(&d, u) == SL_JSON_OBJECT) {
         sl_oai_usage_decode(&d, u, &r->rec.usage);
         int ch = sl_json_obj_get(&d, 0, "choices");
         bool usage_only = ch < 0 || (sl_json_type_of(&d, ch) == SL_JSON_ARRAY && d.toks[ch].count == 0);
-        if (usage_only && !r->caller_wants_usage) return SL_OK;
+        if (r->api == SL_API_CHAT && usage_only && !r->caller_wants_usage) return SL_OK;
     }
-    int m = sl_json_obj_get(&d, 0, "model");
+    int m = sl_json_obj_get(&d, obj, "model");
     if (m < 0 || !need_model_rewrite(r)) return write_event(r, event, data);
     sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
     sl_buf out;
@@ -172,6 +176,15 @@ static int on_sse_event(void *ud, sl_str event, sl_str data)
     }
     if (!r->xs) {
         if (sl_str_eq_lit(data, "[DONE]")) r->stream_done = true;
+        /* A Responses API stream has no [DONE]: it ends with its terminal event. */
+        if (r->api == SL_API_RESPONSES && (sl_str_eq_lit(event, "response.completed") ||
+                                           sl_str_eq_lit(event, "response.incomplete") ||
+                                           sl_str_eq_lit(event, "response.failed")))
+            r->stream_done = true;
+        if (sl_str_starts_with(data, SL_STR("{\"error\""))) { /* the upstream's own in-stream error ends it */
+            r->stream_done = true;
+            r->rec.error = SL_STR("upstream error inside the stream");
+        }
         if (data.n && data.p[0] == '{') return forward_openai_chunk(r, event, data);
         return write_event(r, event, data);
     }
@@ -181,8 +194,7 @@ static int on_sse_event(void *ud, sl_str event, sl_str data)
     if (rc == SL_EPARSE) {
         sl_buf_clear(&out);
         sl_xlat_stream_error(r->xs, 502, SL_STR("upstream sent an event that is not valid for its protocol"), &out);
-        r->rec.error = SL_STR("malformed upstream event");
-        sl_hx_close_after(r->hx);
+        r->rec.error = SL_STR("malformed upstream event"); /* the connection stays usable: see stream_error */
     }
     int wrc = write_out(r, &out);
     sl_buf_free(&out);
@@ -192,7 +204,7 @@ static int on_sse_event(void *ud, sl_str event, sl_str data)
 
 static void send_stream_head(sl_gw_req *r)
 {
-    sl_http_header h[10] = {
+    sl_http_header h[24] = {
         {SL_STR("content-type"), SL_STR("text/event-stream")},
         {SL_STR("cache-control"), SL_STR("no-cache")},
     };
@@ -221,7 +233,13 @@ static void stream_error(sl_gw_req *r, int status, const char *type, const char 
     }
     sl_buf_free(&body);
     r->rec.error = sl_arena_str(&r->hx->arena, sl_str_from_cstr(msg));
-    sl_hx_close_after(r->hx);
+    /*
+     * The connection is kept: the error event says what happened and the
+     * chunked body still ends properly. Closing it here, after a head that did
+     * not announce "connection: close", made clients that pool connections
+     * send their next request into a socket being closed: it failed without
+     * ever reaching the gateway (seen with the openai SDK, onapi_edges.test.js).
+     */
 }
 
 /* ---------------------------------------------------------------- upstream callbacks */
@@ -300,7 +318,9 @@ static int hold_preamble(sl_gw_req *r, const char *p, size_t n)
     rc = sl_sse_feed(&r->sse, r->resp.p + from, n, scan_event, r);
     if (rc != SL_OK && rc != SL_ECLOSED) return rc;
     if (!r->stream_started && r->resp.len < SL_PREAMBLE_MAX) return SL_OK;
-    /* go: replay what was held through a fresh parser; the first event sends the caller's head */
+    /* go: replay what was held through a fresh parser; the first event sends the caller's head.
+     * From here on bytes go to that parser, which may hold the start of an event not yet complete. */
+    r->preamble_over = true;
     sl_sse_free(&r->sse);
     sl_sse_init(&r->sse, 8u << 20);
     rc = sl_sse_feed(&r->sse, r->resp.p, r->resp.len, on_sse_event, r);
@@ -315,7 +335,7 @@ static int up_on_data(void *ud, const char *p, size_t n)
         int rc = sl_buf_append(&r->resp, p, n);
         return rc == SL_OK ? SL_OK : rc;
     }
-    if (!r->client_head_sent) return hold_preamble(r, p, n);
+    if (!r->client_head_sent && !r->preamble_over) return hold_preamble(r, p, n);
     if (sl_hx_pending(r->hx) > SL_HX_HIGH_WATER) {
         r->paused = true;
         sl_hx_on_drain(r->hx, on_client_drain, r);
@@ -395,13 +415,15 @@ static void respond_buffered(sl_gw_req *r)
             return;
         }
         body = sl_buf_str(&out);
-    } else if (sl_json_parse(&d, body.p, body.n, &r->hx->arena, NULL, NULL) == SL_OK &&
-               sl_json_type_of(&d, 0) == SL_JSON_OBJECT) {
-        sl_xlat_response_usage(up, body.p, body.n, &r->hx->arena, &r->rec.usage, NULL);
-        int m = sl_json_obj_get(&d, 0, "model");
-        if (m >= 0 && need_model_rewrite(r)) {
-            sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
-            if (sl_json_splice(body.p, body.n, &e, 1, &out) == SL_OK) body = sl_buf_str(&out);
+    } else if (sl_xlat_response_usage(up, body.p, body.n, &r->hx->arena, &r->rec.usage, NULL) == SL_OK) {
+        /* The public name back; the body is parsed a second time only when it must change. */
+        if (need_model_rewrite(r) && sl_json_parse(&d, body.p, body.n, &r->hx->arena, NULL, NULL) == SL_OK &&
+            sl_json_type_of(&d, 0) == SL_JSON_OBJECT) {
+            int m = sl_json_obj_get(&d, 0, up == SL_PROTO_GEMINI ? "modelVersion" : "model");
+            if (m >= 0) {
+                sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
+                if (sl_json_splice(body.p, body.n, &e, 1, &out) == SL_OK) body = sl_buf_str(&out);
+            }
         }
     } else {
         sl_buf_free(&out);
@@ -409,7 +431,7 @@ static void respond_buffered(sl_gw_req *r)
                     SL_STR_FMT(r->rec.provider));
         return;
     }
-    sl_http_header h[8] = {{SL_STR("content-type"), SL_STR("application/json")}};
+    sl_http_header h[24] = {{SL_STR("content-type"), SL_STR("application/json")}};
     size_t n = 1;
     sl_gw_common_headers(r, h, &n, SL_ARRAY_LEN(h));
     r->rec.status = r->up_status;
@@ -437,6 +459,8 @@ static void finish_stream(sl_gw_req *r)
     if (r->xs) {
         const sl_usage *u = sl_xlat_stream_usage(r->xs);
         if (u->present) r->rec.usage = *u;
+        if (sl_xlat_stream_finish(r->xs) == SL_FINISH_ERROR && !r->rec.error.n)
+            r->rec.error = SL_STR("upstream error inside the stream");
     }
     sl_fo_attempt_end(r, truncated ? SL_BAL_FAIL : SL_BAL_OK);
     if (truncated && !r->hx->aborted) stream_error(r, 502, "upstream_error", "upstream stream ended before it was complete");
@@ -548,6 +572,7 @@ static void up_on_done(void *ud, const sl_up_result *res)
     sl_gw_req *r = ud;
     r->up = NULL;
     sl_fo_unwatch(r);
+    sl_telemetry_attempt_end(r, res);
     if (res->error != SL_UP_OK) on_failure(r, res);
     else if (r->client_head_sent) finish_stream(r); /* a stream that ended */
     else on_answer(r);
@@ -559,6 +584,7 @@ void sl_proxy_first_token_timeout(sl_gw_req *r)
     sl_up_req_cancel(r->up);
     r->up = NULL;
     sl_up_result res = {.error = SL_UP_ERR_TIMEOUT_FIRST_BYTE, .status = r->up_status, .detail = "no first event"};
+    sl_telemetry_attempt_end(r, &res);
     on_failure(r, &res);
 }
 
@@ -579,6 +605,7 @@ void sl_proxy_attempt(sl_gw_req *r)
     r->up_status = 0;
     r->up_is_sse = false;
     r->stream_started = false;
+    r->preamble_over = false;
     sl_buf_clear(&r->resp);
     if (!same_proto(r) && r->api != SL_API_CHAT && r->api != SL_API_MESSAGES && r->api != SL_API_GEMINI) {
         sl_gw_error(r, 404, "invalid_request_error", "unsupported_endpoint",
@@ -605,6 +632,7 @@ void sl_proxy_attempt(sl_gw_req *r)
     }
     if (call.nheaders < SL_ARRAY_LEN(call.headers))
         call.headers[call.nheaders++] = (sl_http_header){SL_STR("x-request-id"), sl_str_from_cstr(r->request_id)};
+    sl_telemetry_attempt_start(r, call.headers, &call.nheaders, SL_ARRAY_LEN(call.headers));
     sl_sse_free(&r->sse);
     sl_sse_init(&r->sse, 8u << 20);
     sl_xlat_stream_free(r->xs);

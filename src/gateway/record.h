@@ -28,7 +28,14 @@ typedef struct sl_req_record {
     uint32_t attempts;
     const char *cache;        /* "hit" | "miss" | "skip" | NULL */
     sl_str error;             /* short error text, empty if none */
-    sl_str finish_reason;
+    sl_str finish_reason;     /* canonical (OpenAI spelling); filled for traced requests */
+    /* telemetry (src/telemetry/telemetry.c) */
+    struct sl_trace_req *trace; /* trace state; NULL when not traced and no traceparent came in */
+    bool attempt_open;        /* an upstream attempt started and has not ended yet */
+    bool content_logged;      /* telemetry.log_content: prompt and completion below go to the access log */
+    bool content_truncated;
+    sl_str prompt;            /* raw JSON of the request's messages/contents/input */
+    sl_str completion;        /* text of a non-streamed answer */
 } sl_req_record;
 
 #endif

@@ -26,6 +26,7 @@
 
 static void conn_process(sl_conn *c);
 static void conn_arm_timer(sl_conn *c);
+static void on_conn_timer(uv_timer_t *t);
 
 /* ---------------------------------------------------------------- server */
 
@@ -68,7 +69,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     sl_conn *c = h->data;
     sl_buf *b = &c->in;
-    size_t want = READ_CHUNK;
+    /* Header blocks are small: a connection starts with 4 KiB (10,000 idle or
+     * streaming connections must stay cheap) and grows only when a block or a
+     * chunked body needs more. */
+    size_t want = c->state == CONN_READING_BODY ? READ_CHUNK : 4096;
+    size_t room = b->cap > b->len + 1 ? b->cap - b->len - 1 : 0;
+    if (room >= 2048 && c->state != CONN_READING_BODY) want = room;
     if (c->state == CONN_READING_BODY && !c->body_chunked) {
         /* Read the body straight into its buffer, and never past its end. */
         b = &c->body;
@@ -118,7 +124,17 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     conn_process(c);
 }
 
-static void on_handle_closed(uv_handle_t *h) { sl_conn_release(h->data); }
+static void on_handle_closed(uv_handle_t *h)
+{
+    sl_conn *c = h->data;
+    /* A connection closed under a running exchange (a failed write, a reset):
+     * the client is gone; tell the handler, here on a clean stack. */
+    if (h == (uv_handle_t *)&c->tcp && c->hx_active && !c->hx->aborted && !c->hx->finished) {
+        c->hx->aborted = true;
+        if (c->hx->on_abort) c->hx->on_abort(c->hx, c->hx->on_abort_arg);
+    }
+    sl_conn_release(c);
+}
 
 void sl_conn_release(sl_conn *c)
 {
@@ -148,7 +164,14 @@ static void on_connection(uv_stream_t *listener, int status)
     sl_server *s = listener->data;
     if (status < 0) return;
     sl_conn *c = sl_calloc(1, sizeof(*c));
-    if (!c) return; /* the pending connection stays in the backlog; retried on the next event */
+    if (!c) { /* refuse this one: libuv stops watching a listener whose connection is not taken */
+        uv_os_fd_t lfd;
+        if (uv_fileno((uv_handle_t *)listener, &lfd) == 0) {
+            int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd >= 0) close(fd);
+        }
+        return;
+    }
     c->srv = s;
     uv_tcp_init(s->loop, &c->tcp);
     uv_timer_init(s->loop, &c->timer);
@@ -173,7 +196,7 @@ static void on_connection(uv_stream_t *listener, int status)
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
-static int bind_reuseport(const char *host, int port, int *out_fd)
+static int bind_socket(const char *host, int port, bool reuseport, int *out_fd)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
@@ -193,7 +216,7 @@ static int bind_reuseport(const char *host, int port, int *out_fd)
     if (fd < 0) return SL_EIO;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 4096) != 0) {
         int e = errno;
         close(fd);
@@ -204,10 +227,18 @@ static int bind_reuseport(const char *host, int port, int *out_fd)
     return SL_OK;
 }
 
+int sl_server_probe_free(const char *host, int port)
+{
+    int fd;
+    int rc = bind_socket(host, port, false, &fd);
+    if (rc == SL_OK) close(fd);
+    return rc;
+}
+
 int sl_server_listen(sl_server *s, const char *host, int port)
 {
     int fd;
-    int rc = bind_reuseport(host, port, &fd);
+    int rc = bind_socket(host, port, true, &fd);
     if (rc) return rc;
     uv_tcp_t *l = sl_calloc(1, sizeof(*l));
     uv_tcp_t **grown = sl_realloc(s->listeners, (s->nlisteners + 1) * sizeof(*grown));
@@ -220,8 +251,13 @@ int sl_server_listen(sl_server *s, const char *host, int port)
     s->listeners = grown;
     uv_tcp_init(s->loop, l);
     l->data = s;
-    if (uv_tcp_open(l, fd) != 0 || uv_listen((uv_stream_t *)l, 4096, on_connection) != 0) {
+    if (uv_tcp_open(l, fd) != 0) {
+        close(fd);
         uv_close((uv_handle_t *)l, on_listener_closed);
+        return SL_EIO;
+    }
+    if (uv_listen((uv_stream_t *)l, 4096, on_connection) != 0) {
+        uv_close((uv_handle_t *)l, on_listener_closed); /* closes fd too */
         return SL_EIO;
     }
     s->listeners[s->nlisteners++] = l;
@@ -262,6 +298,8 @@ void sl_server_free(sl_server *s)
 
 /* ---------------------------------------------------------------- timers */
 
+void sl_conn_timer_cb(uv_timer_t *t) { on_conn_timer(t); }
+
 static void on_conn_timer(uv_timer_t *t)
 {
     sl_conn *c = t->data;
@@ -269,7 +307,13 @@ static void on_conn_timer(uv_timer_t *t)
         sl_conn_respond_error(c, 408, "header timeout");
     } else if (c->state == CONN_READING_BODY) {
         sl_conn_respond_error(c, 408, "body timeout");
+    } else if (c->timer_kind == TIMER_WRITE) {
+        sl_conn_close(c); /* the client stopped reading: treat it as gone (on_abort fires on close) */
     } else if (c->state == CONN_READING_HEAD) {
+        if (c->writing || c->out.len) { /* not idle: a response is still going out */
+            uv_timer_start(&c->timer, on_conn_timer, c->srv->lim.idle_timeout_ms, 0);
+            return;
+        }
         sl_conn_close(c); /* idle keep-alive connection */
     }
 }
@@ -396,6 +440,12 @@ static bool conn_parse_head(sl_conn *c)
             return false;
         }
         c->body_left = cl > 0 ? (uint64_t)cl : 0;
+        /* One allocation of the announced size instead of doublings and copies; up to 4 MiB
+         * only, so a client announcing a large body and sending nothing cannot reserve much. */
+        if (c->body_left && sl_buf_reserve(&c->body, (size_t)SL_MIN(c->body_left, 4u << 20)) != SL_OK) {
+            sl_conn_respond_error(c, 503, "out of memory");
+            return false;
+        }
     }
     c->state = CONN_READING_BODY;
     bool body_pending = hx->req.chunked || c->body_left > c->in.len;
@@ -427,11 +477,21 @@ static int conn_take_body(sl_conn *c)
     return c->body_left == 0;
 }
 
+void sl_conn_process(sl_conn *c) { conn_process(c); }
+
 static void conn_process(sl_conn *c)
 {
     if (c->in_process) return;
     c->in_process = true;
     for (;;) {
+        if (c->state == CONN_READING_HEAD && sl_conn_pending(c) > SL_HX_HIGH_WATER) {
+            /* Pipelined requests answered faster than the client reads: stop
+             * taking new ones until it drains (conn_after_flush resumes). */
+            if (!c->read_stopped) uv_read_stop((uv_stream_t *)&c->tcp);
+            c->read_stopped = true;
+            c->out_blocked = true;
+            break;
+        }
         if (c->state == CONN_READING_HEAD) {
             if (c->in.len == 0) {
                 conn_arm_timer(c);
@@ -450,7 +510,7 @@ static void conn_process(sl_conn *c)
         if (c->state != CONN_READING_HEAD) break; /* dispatched (not yet finished) or closing */
     }
     c->in_process = false;
-    if (c->state == CONN_READING_HEAD && c->read_stopped && !c->eof) {
+    if (c->state == CONN_READING_HEAD && c->read_stopped && !c->eof && !c->out_blocked) {
         c->read_stopped = false;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
@@ -478,6 +538,23 @@ void sl_conn_exchange_done(sl_conn *c)
     c->state = CONN_READING_HEAD;
     sl_conn_release(c);
     conn_process(c);
+}
+
+void sl_hx_reset(sl_hx *hx)
+{
+    sl_conn *c = hx->conn;
+    if (c->state == CONN_CLOSING) return;
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+        struct linger lg = {1, 0}; /* close() now sends RST instead of FIN */
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    sl_buf_clear(&c->out);
+    sl_conn_close(c);
+    if (!hx->aborted && !hx->finished) { /* same contract as a client that went away */
+        hx->aborted = true;
+        if (hx->on_abort) hx->on_abort(hx, hx->on_abort_arg);
+    }
 }
 
 void sl_hx_peer(const sl_hx *hx, char *out, size_t n)

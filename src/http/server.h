@@ -57,7 +57,7 @@ struct sl_hx {
     /* private */
     sl_conn *conn;
     int status;
-    bool head_sent, chunked_out, finished, aborted, close_after;
+    bool head_sent, chunked_out, finished, aborted, close_after, close_announced, no_body;
     int64_t out_remaining; /* content-length left to write; -1 if chunked */
     sl_hx_cb on_abort, on_drain;
     void *on_abort_arg, *on_drain_arg;
@@ -66,6 +66,13 @@ struct sl_hx {
 sl_server *sl_server_new(uv_loop_t *loop, const sl_server_limits *lim, sl_hx_handler handler, void *ctx);
 /* Listens on host:port with SO_REUSEPORT (so every worker can bind the same address). */
 int sl_server_listen(sl_server *s, const char *host, int port);
+/*
+ * SO_REUSEPORT would also let a second process bind an address this one
+ * uses, and the kernel would split the traffic between them. Call this once
+ * per address before any worker listens: it fails (SL_EIO, errno set) when
+ * anything is bound there already.
+ */
+int sl_server_probe_free(const char *host, int port);
 /* Stops accepting; open connections finish their current exchange and close. */
 void sl_server_stop_accepting(sl_server *s);
 /* Number of connections currently open / exchanges in progress. */
@@ -90,6 +97,8 @@ void sl_hx_on_abort(sl_hx *hx, sl_hx_cb cb, void *arg);
 void sl_hx_finish(sl_hx *hx);
 /* Ask for the connection to be closed after this response (e.g. after an error mid-stream). */
 static inline void sl_hx_close_after(sl_hx *hx) { hx->close_after = true; }
+/* Drops the connection at once with a TCP reset (fault injection); on_abort fires as if the client had left. */
+void sl_hx_reset(sl_hx *hx);
 /* Peer address as text (for logs). */
 void sl_hx_peer(const sl_hx *hx, char *out, size_t n);
 

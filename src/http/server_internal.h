@@ -15,7 +15,7 @@ typedef enum {
     CONN_CLOSING,
 } conn_state;
 
-typedef enum { TIMER_NONE, TIMER_HEADER, TIMER_IDLE, TIMER_BODY } conn_timer;
+typedef enum { TIMER_NONE, TIMER_HEADER, TIMER_IDLE, TIMER_BODY, TIMER_WRITE } conn_timer;
 
 struct sl_conn {
     uv_tcp_t tcp;
@@ -38,6 +38,7 @@ struct sl_conn {
     bool eof;
     bool close_when_flushed;
     bool writing;
+    bool out_blocked;      /* parsing paused until pending output drains (pipelining) */
     sl_buf out;            /* produced, not yet handed to the kernel */
     sl_buf out_inflight;   /* handed to uv_write, waiting for its callback */
 };
@@ -64,5 +65,8 @@ void sl_conn_respond_error(sl_conn *c, int status, const char *why);
 void sl_conn_close(sl_conn *c);
 void sl_conn_release(sl_conn *c);
 void sl_conn_exchange_done(sl_conn *c);
+void sl_conn_process(sl_conn *c);
+void sl_conn_timer_cb(uv_timer_t *t);
+static inline size_t sl_conn_pending(const sl_conn *c) { return c->out.len + c->out_inflight.len; }
 
 #endif

@@ -15,11 +15,33 @@
 
 static void on_write_done(uv_write_t *req, int status);
 
+/*
+ * While the kernel holds output the client has not read and no other
+ * deadline runs (the handler owns the exchange, or the connection closes
+ * after this response), idle_timeout_ms bounds how long the client may stop
+ * reading; past it the connection is closed and the handler told (on_abort).
+ * Without it a client that never reads would hold its exchange, and a paused
+ * upstream stream, until the upstream's total timeout.
+ */
+static void arm_write_deadline(sl_conn *c)
+{
+    if (c->timer_kind != TIMER_NONE || c->state == CONN_CLOSING) return;
+    c->timer_kind = TIMER_WRITE;
+    uv_timer_start(&c->timer, sl_conn_timer_cb, c->srv->lim.idle_timeout_ms, 0);
+}
+
 static void conn_after_flush(sl_conn *c)
 {
     if (c->state == CONN_CLOSING) return;
-    if (c->close_when_flushed && !c->writing && c->out.len == 0 && !c->hx_active) {
+    /* Never close in the middle of receiving a request (draining must finish what is in progress). */
+    bool mid_request = c->state == CONN_READING_BODY || (c->state == CONN_READING_HEAD && c->in.len > 0);
+    if (c->close_when_flushed && !c->writing && c->out.len == 0 && !c->hx_active && !mid_request) {
         sl_conn_close(c);
+        return;
+    }
+    if (c->out_blocked && !c->hx_active && sl_conn_pending(c) <= SL_HX_LOW_WATER) {
+        c->out_blocked = false;
+        sl_conn_process(c); /* goes on with pipelined requests; restarts reading */
         return;
     }
     sl_hx *hx = c->hx;
@@ -58,6 +80,7 @@ void sl_conn_flush(sl_conn *c)
     c->wreq.data = c;
     c->writing = true;
     c->refs++;
+    arm_write_deadline(c);
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write_done) != 0) {
         c->writing = false;
         c->refs--;
@@ -69,6 +92,10 @@ static void on_write_done(uv_write_t *req, int status)
 {
     sl_conn *c = req->data;
     c->writing = false;
+    if (c->timer_kind == TIMER_WRITE) { /* progress: the deadline is for a client that stops reading */
+        c->timer_kind = TIMER_NONE;
+        uv_timer_stop(&c->timer);
+    }
     sl_buf_clear(&c->out_inflight);
     if (status < 0) {
         sl_conn_close(c);
@@ -166,6 +193,7 @@ static int append_head(sl_hx *hx, sl_buf *o, int status, const sl_http_header *h
     bool closing = hx->close_after || !hx->req.keep_alive || hx->conn->close_when_flushed || !hx->server->accepting;
     if (closing) {
         hx->close_after = true;
+        hx->close_announced = true;
         rc |= sl_buf_append_cstr(o, "connection: close\r\n");
     } else if (http10) {
         rc |= sl_buf_append_cstr(o, "connection: keep-alive\r\n");
@@ -180,9 +208,9 @@ int sl_hx_respond_head(sl_hx *hx, int status, const sl_http_header *headers, siz
     hx->head_sent = true;
     hx->status = status;
     if (hx->aborted) return SL_ECLOSED;
-    bool no_body = status == 204 || status == 304 || (status >= 100 && status < 200) ||
-                   sl_str_eq_lit(hx->req.method, "HEAD");
-    hx->chunked_out = content_length < 0 && hx->req.minor_version == 1 && !no_body;
+    hx->no_body = status == 204 || status == 304 || (status >= 100 && status < 200) ||
+                  sl_str_eq_lit(hx->req.method, "HEAD");
+    hx->chunked_out = content_length < 0 && hx->req.minor_version == 1 && !hx->no_body;
     hx->out_remaining = content_length;
     int rc = append_head(hx, &hx->conn->out, status, headers, n, content_length);
     if (rc) return rc;
@@ -194,7 +222,7 @@ int sl_hx_write(sl_hx *hx, const void *p, size_t n)
 {
     if (hx->aborted || hx->conn->state == CONN_CLOSING) return SL_ECLOSED;
     if (!hx->head_sent || hx->finished) return SL_EINVAL;
-    if (n == 0) return SL_OK;
+    if (n == 0 || hx->no_body) return SL_OK; /* HEAD, 204, 304: the framing has no body */
     sl_buf *o = &hx->conn->out;
     int rc = 0;
     if (hx->chunked_out) {
@@ -222,9 +250,16 @@ int sl_hx_respond(sl_hx *hx, int status, const sl_http_header *headers, size_t n
     hx->status = status;
     hx->out_remaining = 0;
     if (hx->aborted) return SL_ECLOSED;
+    hx->no_body = status == 204 || status == 304 || sl_str_eq_lit(hx->req.method, "HEAD");
     sl_buf *o = &hx->conn->out;
+    size_t mark = o->len;
     int rc = append_head(hx, o, status, headers, n, (int64_t)len);
-    if (!rc && len && !sl_str_eq_lit(hx->req.method, "HEAD")) rc = sl_buf_append(o, body, len);
+    if (!rc && len && !hx->no_body) rc = sl_buf_append(o, body, len);
+    if (rc) { /* nothing half-built goes out: the connection closes instead */
+        o->len = mark;
+        hx->close_after = true;
+        return rc;
+    }
     sl_conn_flush(hx->conn);
     return rc;
 }
@@ -252,10 +287,11 @@ void sl_hx_finish(sl_hx *hx)
         if (!hx->head_sent) {
             static const sl_http_header none[1];
             sl_hx_respond(hx, 500, none, 0, NULL, 0);
-        } else if (hx->chunked_out) {
+        } else if (hx->chunked_out && (!hx->close_after || hx->close_announced)) {
             sl_conn_write_raw(c, "0\r\n\r\n", 5);
             sl_conn_flush(c);
-        } else if (hx->out_remaining > 0) {
+        } /* else: a close decided after a keep-alive head: leave the body unterminated, so the
+           * client sees a cut response instead of reusing a connection that is going away */ else if (hx->out_remaining > 0) {
             hx->close_after = true; /* announced more than was written: the framing is broken, close */
         }
     }

@@ -11,6 +11,8 @@
  */
 #include "http/upstream_int.h"
 
+#include <stdlib.h>
+
 /* ---- deferred work (see upstream_int.h) ---- */
 
 static void defer(sl_upstream *u, sl_up_req *q)
@@ -333,6 +335,14 @@ int sl_upstream_global_init(void)
 
 void sl_upstream_global_cleanup(void) { curl_global_cleanup(); }
 
+/* SLUICE_FORCE_CURL=1 in the environment does what opts->force_curl does (for comparisons). */
+static bool force_curl(const sl_upstream_opts *opts)
+{
+    if (opts && opts->force_curl) return true;
+    const char *e = getenv("SLUICE_FORCE_CURL");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
 sl_upstream *sl_upstream_new(uv_loop_t *loop, const sl_upstream_opts *opts)
 {
     sl_upstream *u = sl_calloc(1, sizeof *u);
@@ -355,6 +365,15 @@ sl_upstream *sl_upstream_new(uv_loop_t *loop, const sl_upstream_opts *opts)
     curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_host > 0 ? per_host : 0L);
     /* The idle pool must hold every connection we allow, or keep-alive is lost under load. */
     curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, total > 0 ? total : 1024L);
+    if (!force_curl(opts)) {
+        u->h1 = sl_h1_new(loop, total, per_host);
+        if (!u->h1) {
+            curl_multi_cleanup(u->multi);
+            if (u->share) curl_share_cleanup(u->share);
+            sl_free(u);
+            return NULL;
+        }
+    }
     uv_timer_init(loop, &u->timer);
     u->timer.data = u;
     u->open_handles = 1;
@@ -387,6 +406,8 @@ void sl_upstream_free(sl_upstream *u)
 {
     if (!u || u->freeing) return;
     u->freeing = true;
+    sl_h1_free(u->h1); /* its memory goes with its own handles */
+    u->h1 = NULL;
     for (sl_up_req *q = u->reqs; q; q = q->next) {
         q->done = true; /* no callback from here on */
         q->zombie = true;
@@ -401,8 +422,15 @@ void sl_upstream_free(sl_upstream *u)
 sl_up_req *sl_upstream_start(sl_upstream *u, const sl_up_request *r, const sl_up_callbacks *cb, void *ud)
 {
     if (u->freeing) return NULL;
+    if (u->h1) { /* plain http to a numeric address: the native client; anything else: curl */
+        sl_up_req *nq = NULL;
+        int hrc = sl_h1_start(u->h1, r, cb, ud, &nq);
+        if (hrc == SL_OK) return nq;
+        if (hrc != SL_ENOTFOUND) return NULL;
+    }
     sl_up_req *q = sl_calloc(1, sizeof *q);
     if (!q) return NULL;
+    q->kind = SL_UP_KIND_CURL;
     q->easy = curl_easy_init();
     if (!q->easy) {
         sl_free(q);
@@ -447,6 +475,10 @@ sl_up_req *sl_upstream_start(sl_upstream *u, const sl_up_request *r, const sl_up
 
 void sl_up_req_pause(sl_up_req *q)
 {
+    if (q && sl_up__kind(q) == SL_UP_KIND_H1) {
+        sl_h1_pause(q);
+        return;
+    }
     if (!q || q->done || q->paused) return;
     q->paused = true;
     q->want_resume = false;
@@ -456,6 +488,10 @@ void sl_up_req_pause(sl_up_req *q)
 
 void sl_up_req_resume(sl_up_req *q)
 {
+    if (q && sl_up__kind(q) == SL_UP_KIND_H1) {
+        sl_h1_resume(q);
+        return;
+    }
     if (!q || q->done || !q->paused) return;
     sl_upstream *u = q->u;
     if (u->in_cb) {
@@ -470,6 +506,10 @@ void sl_up_req_resume(sl_up_req *q)
 
 void sl_up_req_cancel(sl_up_req *q)
 {
+    if (q && sl_up__kind(q) == SL_UP_KIND_H1) {
+        sl_h1_cancel(q);
+        return;
+    }
     if (!q || q->done) return;
     q->done = true;
     q->zombie = true;

@@ -1,6 +1,8 @@
 /*
  * upstream.h: the client for calls to providers: libcurl's multi-socket API
- * driven by one worker's libuv loop (no threads, no blocking).
+ * driven by one worker's libuv loop (no threads, no blocking), with a native
+ * HTTP/1.1 fast path (h1client.c) for plain http:// to numeric addresses and
+ * localhost, which is where the per-request cost of curl showed.
  *
  * One sl_upstream per worker owns a CURLM (connection pool, HTTP/2
  * multiplexing where the server offers it over TLS, TLS session cache). A
@@ -27,6 +29,7 @@ typedef struct sl_up_req sl_up_req;
 typedef struct sl_upstream_opts {
     long max_connections;      /* total per worker (CURLMOPT_MAX_TOTAL_CONNECTIONS); 0 = unlimited */
     long max_host_connections; /* per host; 0 = unlimited */
+    bool force_curl;           /* every request through libcurl (also: SLUICE_FORCE_CURL=1 in the environment) */
 } sl_upstream_opts;
 
 typedef enum {
@@ -43,7 +46,7 @@ typedef enum {
 typedef struct sl_up_result {
     sl_up_error error;
     int status;                 /* HTTP status, 0 if none was received */
-    const char *detail;         /* curl's message, for logs */
+    const char *detail;         /* curl's or the native client's message, for logs */
     bool reused_connection;     /* the request went over a pooled connection */
     uint64_t bytes_received;    /* body bytes */
 } sl_up_result;
@@ -63,7 +66,8 @@ typedef struct sl_up_callbacks {
 typedef struct sl_up_request {
     const char *method;           /* "POST", "GET", ... */
     const char *url;              /* absolute http:// or https:// URL */
-    const sl_http_header *headers;/* extra request headers (Host/Content-Length are set by curl) */
+    const sl_http_header *headers;/* extra request headers (Host/Content-Length/Connection/Expect/Transfer-Encoding
+                                     are the client's own and dropped) */
     size_t nheaders;
     const char *body;             /* must stay valid until on_done or cancel */
     size_t body_len;

@@ -17,6 +17,7 @@
 #include <curl/curl.h>
 
 #include "core/buf.h"
+#include "http/h1client.h"
 #include "http/upstream.h"
 
 #define SL_UP_MAX_HEADER_BYTES (64 * 1024) /* response header block, per response */
@@ -37,6 +38,7 @@ typedef struct sl_up_hoff {
 } sl_up_hoff;
 
 struct sl_up_req {
+    uint8_t kind; /* SL_UP_KIND_CURL; must stay first (h1client.h) */
     sl_upstream *u;
     sl_up_req *prev, *next; /* u->reqs: every live request */
     sl_up_req *dnext;       /* u->deferred */
@@ -72,6 +74,7 @@ struct sl_up_req {
 
 struct sl_upstream {
     uv_loop_t *loop;
+    sl_h1 *h1; /* the native HTTP/1.1 path; NULL when curl is forced */
     CURLM *multi;
     CURLSH *share; /* TLS session cache across easy handles */
     uv_timer_t timer; /* curl's single timeout */

@@ -471,7 +471,14 @@ void sl_oai_usage_decode(const sl_json_doc *d, int u, sl_usage *out)
     if (!sl_xl_is(d, u, SL_JSON_OBJECT)) return;
     memset(out, 0, sizeof *out);
     out->present = true;
-    sl_xl_int(d, u, "prompt_tokens", &out->input_tokens);
+    if (!sl_xl_int(d, u, "prompt_tokens", &out->input_tokens)) {
+        /* The Responses API (passed through, never translated) spells them input/output. */
+        sl_xl_int(d, u, "input_tokens", &out->input_tokens);
+        sl_xl_int(d, u, "output_tokens", &out->output_tokens);
+        sl_xl_int(d, sl_xl_get(d, u, "input_tokens_details"), "cached_tokens", &out->cached_tokens);
+        sl_xl_int(d, sl_xl_get(d, u, "output_tokens_details"), "reasoning_tokens", &out->reasoning_tokens);
+        return;
+    }
     sl_xl_int(d, u, "completion_tokens", &out->output_tokens);
     if (!sl_xl_int(d, sl_xl_get(d, u, "prompt_tokens_details"), "cached_tokens", &out->cached_tokens))
         sl_xl_int(d, u, "prompt_cache_hit_tokens", &out->cached_tokens); /* DeepSeek */

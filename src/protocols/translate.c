@@ -315,6 +315,41 @@ static int reframe(sl_str event, sl_str data, sl_buf *out)
     return rc ? rc : sl_buf_append_cstr(out, "\n");
 }
 
+/*
+ * Pass-through: the caller sees the public model name it asked for, not the
+ * upstream's (OpenAI "model", Anthropic message_start "message.model", Gemini
+ * "modelVersion" of every chunk). *io is the event data (maybe already
+ * edited); on a rewrite it is replaced by a copy in the stream arena.
+ */
+static int passthrough_model(sl_xlat_stream *s, sl_str *io)
+{
+    const char *key = s->from == SL_PROTO_GEMINI ? "modelVersion" : "model";
+    size_t klen = strlen(key);
+    if (!s->model[0] || io->n < klen || !memmem(io->p, io->n, key, klen)) return 0;
+    sl_json_doc d;
+    if (sl_json_parse(&d, io->p, io->n, &s->arena, NULL, NULL) || sl_json_type_of(&d, 0) != SL_JSON_OBJECT) return 0;
+    int obj = s->from == SL_PROTO_ANTHROPIC ? sl_json_obj_get(&d, 0, "message") : 0;
+    if (obj < 0 || sl_json_type_of(&d, obj) != SL_JSON_OBJECT) return 0;
+    int m = sl_json_obj_get(&d, obj, key);
+    if (m < 0 || sl_json_type_of(&d, m) != SL_JSON_STRING || sl_json_str_eq(&d, m, s->model)) return 0;
+    sl_buf q, spliced;
+    sl_buf_init(&q, 0);
+    sl_buf_init(&spliced, 0);
+    int rc = sl_buf_append(&q, "\"", 1);
+    if (!rc) rc = sl_json_escape(&q, sl_str_from_cstr(s->model));
+    if (!rc) rc = sl_buf_append(&q, "\"", 1);
+    sl_json_edit e = {d.toks[m].start, d.toks[m].end, sl_buf_str(&q)};
+    if (!rc) rc = sl_json_splice(io->p, io->n, &e, 1, &spliced);
+    if (!rc) {
+        sl_str copy = sl_arena_str(&s->arena, sl_buf_str(&spliced));
+        if (copy.p) *io = copy;
+        else rc = SL_ENOMEM;
+    }
+    sl_buf_free(&q);
+    sl_buf_free(&spliced);
+    return rc;
+}
+
 int sl_xlat_stream_event(sl_xlat_stream *s, sl_str event, sl_str data, sl_buf *out)
 {
     if (s->done) return 0;
@@ -330,7 +365,9 @@ int sl_xlat_stream_event(sl_xlat_stream *s, sl_str event, sl_str data, sl_buf *o
         return rc;
     }
     if (!s->passthrough || s->drop_event) return 0;
-    return reframe(event, s->replace_event.p ? s->replace_event : data, out);
+    sl_str fwd = s->replace_event.p ? s->replace_event : data;
+    rc = passthrough_model(s, &fwd);
+    return rc ? rc : reframe(event, fwd, out);
 }
 
 int sl_xlat_stream_end(sl_xlat_stream *s, sl_buf *out)

@@ -120,9 +120,12 @@ typedef struct sl_xlat_stream sl_xlat_stream;
 /*
  * A stateful translator from upstream SSE events (protocol `from`) to SSE
  * events in the caller's protocol `to`. from == to makes a pass-through
- * filter: events are re-framed unchanged, usage and finish are recorded, and
- * for OpenAI the usage-only chunk is dropped (and a usage member on a chunk
- * with choices removed) unless caller_wants_usage. NULL on allocation failure.
+ * filter: events are re-framed unchanged but for the model name (set to
+ * opts->public_model when that is not empty: OpenAI "model", Anthropic
+ * message_start "message.model", Gemini "modelVersion"), usage and finish are
+ * recorded, and for OpenAI the usage-only chunk is dropped (and a usage member
+ * on a chunk with choices removed) unless caller_wants_usage. NULL on
+ * allocation failure.
  */
 sl_xlat_stream *sl_xlat_stream_new(sl_proto from, sl_proto to, const sl_xlat_resp_opts *opts,
                                    bool caller_wants_usage);

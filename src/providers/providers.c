@@ -13,6 +13,8 @@ static char *openai_url(const sl_provider_cfg *p, sl_call_kind kind, sl_str mode
 {
     const char *path = kind == SL_CALL_EMBEDDINGS ? "embeddings" : kind == SL_CALL_RESPONSES ? "responses"
                                                                                               : "chat/completions";
+    if (is_azure(p) && kind == SL_CALL_RESPONSES) /* Azure's v1 API: not deployment-scoped, the deployment is "model" */
+        return sl_arena_printf(a, "%s/openai/v1/responses", p->base_url);
     if (is_azure(p)) /* deployment-scoped URL; the deployment is the upstream model name */
         return sl_arena_printf(a, "%s/openai/deployments/%.*s/%s?api-version=%s", p->base_url, SL_STR_FMT(model), path,
                                p->api_version ? p->api_version : "2024-10-21");

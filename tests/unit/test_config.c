@@ -212,7 +212,7 @@ static void test_full_values(void **state)
 static void test_unknown_keys(void **state)
 {
     expect_errors("server:\n  limits:\n    foo: 1\n", "t.yaml:3:5: unknown key 'foo' in server.limits\n");
-    expect_errors("state: {backend: memory}\n", "t.yaml:1:1: unknown key 'state' at the top level\n");
+    expect_errors("nonsense: {backend: memory}\n", "t.yaml:1:1: unknown key 'nonsense' at the top level\n");
     expect_errors(MOCK_PROVIDER "models:\n  - {name: m, targets: [{provider: mock, wieght: 2}]}\n",
                   "t.yaml:4:42: unknown key 'wieght' in models[0].targets[0]\n");
 }

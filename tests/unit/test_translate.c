@@ -1083,6 +1083,53 @@ static void test_stream_passthrough(void **state)
     sl_xlat_stream_free(s);
 }
 
+/* Pass-through streams put the public model name back; the Responses API's usage spelling is read. */
+static void test_passthrough_model_and_responses_usage(void **state)
+{
+    (void)state;
+    sl_xlat_stream *s = new_stream(SL_PROTO_ANTHROPIC, SL_PROTO_ANTHROPIC, false);
+    feed(s, "message_start", "{\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"up-model\","
+                             "\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}");
+    assert_string_equal(OUT.p, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\","
+                               "\"model\":\"pub-model\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n");
+    assert_int_equal(sl_xlat_stream_usage(s)->input_tokens, 5);
+    sl_xlat_stream_free(s);
+
+    s = new_stream(SL_PROTO_GEMINI, SL_PROTO_GEMINI, false);
+    feed(s, "", "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"hi\"}],\"role\":\"model\"}}],"
+                "\"modelVersion\":\"gemini-up\"}");
+    assert_string_equal(OUT.p, "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"hi\"}],\"role\":\"model\"}}],"
+                               "\"modelVersion\":\"pub-model\"}\n\n");
+    sl_xlat_stream_free(s);
+
+    /* already the public name, or a "model" that is not the response's: forwarded byte for byte */
+    s = new_stream(SL_PROTO_OPENAI, SL_PROTO_OPENAI, true);
+    const char *same = "{\"id\":\"c\", \"model\" : \"pub-model\",\"choices\":[]}";
+    feed(s, "", same);
+    char want[256];
+    snprintf(want, sizeof want, "data: %s\n\n", same);
+    assert_string_equal(OUT.p, want);
+    sl_xlat_stream_free(s);
+    s = new_stream(SL_PROTO_ANTHROPIC, SL_PROTO_ANTHROPIC, false);
+    const char *delta = "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"model\"}}";
+    feed(s, "content_block_delta", delta);
+    snprintf(want, sizeof want, "event: content_block_delta\ndata: %s\n\n", delta);
+    assert_string_equal(OUT.p, want);
+    sl_xlat_stream_free(s);
+
+    /* a Responses API answer (passed through to OpenAI providers) */
+    const char *resp = "{\"object\":\"response\",\"model\":\"m\",\"usage\":{\"input_tokens\":11,"
+                       "\"input_tokens_details\":{\"cached_tokens\":4},\"output_tokens\":7,"
+                       "\"output_tokens_details\":{\"reasoning_tokens\":2},\"total_tokens\":18}}";
+    sl_usage u;
+    assert_int_equal(sl_xlat_response_usage(SL_PROTO_OPENAI, resp, strlen(resp), &A, &u, NULL), 0);
+    assert_true(u.present);
+    assert_int_equal(u.input_tokens, 11);
+    assert_int_equal(u.output_tokens, 7);
+    assert_int_equal(u.cached_tokens, 4);
+    assert_int_equal(u.reasoning_tokens, 2);
+}
+
 static void test_stream_errors(void **state)
 {
     (void)state;
@@ -1292,6 +1339,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_gemini_to_openai, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_gemini_to_anthropic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_passthrough, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_passthrough_model_and_responses_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_shapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_finish_names, setup, teardown),

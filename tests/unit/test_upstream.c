@@ -1,5 +1,6 @@
 /*
- * test_upstream.c: the upstream client (src/http/upstream.c) against a tiny
+ * test_upstream.c: the upstream client (src/http/upstream.c, and the native
+ * HTTP/1.1 path in src/http/h1client.c) against a tiny
  * scripted HTTP/1.1 server that runs on the same libuv loop: it reads one
  * request (head + Content-Length body), then plays a script of steps (send
  * bytes, reset, close, hold) with delays between them, and keeps the
@@ -8,6 +9,10 @@
  * Deadlines in the scripts are ordering tools (a 100 ms timeout against a
  * server that never answers), not performance assertions. A generous watchdog
  * turns a hang into a failure instead of a stuck test run.
+ *
+ * The common suite runs twice: once with curl forced, once on the native path
+ * (plain http to 127.0.0.1 goes there by default). The native group adds its
+ * own cases: pooling, staleness, framing, 1xx, large bodies.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -52,6 +57,7 @@ typedef struct tsrv {
     int served;
     int accepted;
     int eofs; /* connections the client closed (EOF or reset) */
+    int pipelined; /* bytes arrived while a script was still playing */
     sl_buf last_head, last_body;
     tconn *conns;
 } tsrv;
@@ -194,6 +200,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         conn_close(c, false);
         return;
     }
+    if (c->sc) c->s->pipelined++;
     assert_int_equal(sl_buf_append(&c->in, b->base, (size_t)n), 0);
     try_request(c);
 }
@@ -245,6 +252,9 @@ static void srv_stop(tsrv *s)
 
 /* ---- fixture ---- */
 
+static bool g_force_curl;   /* the group being run */
+static long g_max_host = 8; /* per-host connection cap of the next fixture */
+
 typedef struct fx {
     uv_loop_t loop;
     tsrv srv;
@@ -266,7 +276,7 @@ static int setup(void **state)
     assert_int_equal(uv_loop_init(&f->loop), 0);
     srv_start(&f->srv, &f->loop);
     snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d/x", f->srv.port);
-    sl_upstream_opts o = {.max_connections = 16, .max_host_connections = 8};
+    sl_upstream_opts o = {.max_connections = 16, .max_host_connections = g_max_host, .force_curl = g_force_curl};
     f->u = sl_upstream_new(&f->loop, &o);
     assert_non_null(f->u);
     uv_timer_init(&f->loop, &f->watchdog);
@@ -311,6 +321,7 @@ typedef struct rctx {
     bool cancel_in_data;  /* cancel from inside on_data */
     bool resume_inline;   /* resume from a zero timer instead of a later one */
     bool data_before_head;
+    int eagain_every;     /* every Nth on_data call returns SL_EAGAIN (resumed from a zero timer) */
     uv_timer_t resume_timer;
 } rctx;
 
@@ -344,7 +355,7 @@ static int r_data(void *ud, const char *p, size_t n)
         return 0;
     }
     if (r->datas == r->fail_on) return SL_EIO;
-    if (r->datas == r->eagain_on) {
+    if (r->datas == r->eagain_on || (r->eagain_every && r->datas % r->eagain_every == 0)) {
         uv_timer_start(&r->resume_timer, on_resume_timer, r->resume_inline ? 0 : 30, 0);
         return SL_EAGAIN;
     }
@@ -430,6 +441,7 @@ static void test_get_200(void **state)
     assert_true(strncmp(h, "GET /x HTTP/1.1\r\n", 17) == 0);
     assert_non_null(strstr(h, "\r\nX-Test: one\r\n"));
     assert_non_null(strstr(h, "\r\nAccept-Encoding: identity\r\n"));
+    assert_non_null(strstr(h, "\r\nHost: 127.0.0.1:"));
     assert_null(strstr(h, "Content-Length"));
     assert_null(strstr(h, "Expect"));
     rctx_fini(&r);
@@ -1138,42 +1150,413 @@ static void test_start_alloc_failures(void **state)
     assert_true(nulls > 0);
 }
 
+/* ---- native HTTP/1.1 path only ---- */
+
+static const script OK2[] = {{{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}}}};
+
+/* One request on the fixture's URL (or url), run to completion. */
+static void run_one(fx *f, rctx *r, const char *method, const char *url)
+{
+    rctx_init(r, f);
+    sl_up_request req = {.method = method, .url = url};
+    start(r, &req);
+    run_until(f, is_done, r);
+}
+
+static void test_native_pool_reuse(void **state)
+{
+    fx *f = *state;
+    f->srv.scripts = OK2, f->srv.nscripts = 1;
+    for (int i = 0; i < 5; i++) {
+        rctx r;
+        run_one(f, &r, "GET", NULL);
+        assert_int_equal(r.res.error, SL_UP_OK);
+        assert_int_equal(r.res.reused_connection, i > 0);
+        expect_body(&r, "ok");
+        rctx_fini(&r);
+    }
+    assert_int_equal(f->srv.accepted, 1);
+    assert_int_equal(f->srv.served, 5);
+    assert_int_equal(f->srv.pipelined, 0);
+}
+
+static bool srv_has_no_conns(void *arg) { return ((fx *)arg)->srv.conns == NULL; }
+
+/* The server closes a pooled connection while it is idle: the client notices and connects afresh. */
+static void test_native_stale_idle_closed(void **state)
+{
+    fx *f = *state;
+    static const script sc[] = {
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}, {5, ACT_CLOSE, NULL}}},
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nnew"}}},
+    };
+    f->srv.scripts = sc, f->srv.nscripts = 2;
+    rctx a, b;
+    run_one(f, &a, "GET", NULL);
+    assert_int_equal(a.res.error, SL_UP_OK);
+    run_until(f, srv_has_no_conns, f);
+    for (int i = 0; i < 3; i++) uv_run(&f->loop, UV_RUN_NOWAIT); /* the FIN is already there to read */
+    run_one(f, &b, "GET", NULL);
+    assert_int_equal(b.res.error, SL_UP_OK);
+    assert_false(b.res.reused_connection);
+    expect_body(&b, "new");
+    assert_int_equal(f->srv.accepted, 2);
+    rctx_fini(&a);
+    rctx_fini(&b);
+}
+
+/* The server drops a pooled connection as the next request arrives: IO with reused=true, no status
+ * (what the gateway retries once). */
+static void test_native_stale_reused_io(void **state)
+{
+    fx *f = *state;
+    static const script sc[] = {
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}}},
+        {{{0, ACT_RESET, NULL}}},
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}}},
+    };
+    f->srv.scripts = sc, f->srv.nscripts = 3;
+    rctx a, b, c;
+    run_one(f, &a, "GET", NULL);
+    run_one(f, &b, "POST", NULL);
+    assert_int_equal(b.res.error, SL_UP_ERR_IO);
+    assert_true(b.res.reused_connection);
+    assert_int_equal(b.res.status, 0);
+    assert_int_equal(b.heads, 0);
+    run_one(f, &c, "GET", NULL); /* the retry */
+    assert_int_equal(c.res.error, SL_UP_OK);
+    assert_false(c.res.reused_connection);
+    rctx_fini(&a);
+    rctx_fini(&b);
+    rctx_fini(&c);
+}
+
+/* With one connection per host, a second request waits for the first to finish: no pipelining. */
+static int setup_one_per_host(void **state)
+{
+    g_max_host = 1;
+    int rc = setup(state);
+    g_max_host = 8;
+    return rc;
+}
+
+static void test_native_no_pipelining(void **state)
+{
+    fx *f = *state;
+    static const script sc[] = {
+        {{{30, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"}}},
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"}}},
+    };
+    f->srv.scripts = sc, f->srv.nscripts = 2;
+    rctx a, b;
+    rctx_init(&a, f);
+    rctx_init(&b, f);
+    char u0[64], u1[64];
+    snprintf(u0, sizeof u0, "http://127.0.0.1:%d/s0", f->srv.port);
+    snprintf(u1, sizeof u1, "http://127.0.0.1:%d/s1", f->srv.port);
+    sl_up_request ra = {.url = u0}, rb = {.url = u1};
+    start(&a, &ra);
+    start(&b, &rb);
+    run_until(f, is_done, &b);
+    assert_int_equal(a.dones, 1);
+    expect_body(&a, "first");
+    expect_body(&b, "second");
+    assert_true(b.res.reused_connection);
+    assert_int_equal(f->srv.accepted, 1);
+    assert_int_equal(f->srv.pipelined, 0);
+    rctx_fini(&a);
+    rctx_fini(&b);
+}
+
+static void test_native_1xx(void **state)
+{
+    fx *f = *state;
+    static const script sc[] = {
+        {{{0, ACT_SEND, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\nX-A: 1\r\n\r\n"
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"}}},
+        {{{0, ACT_SEND, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"}}},
+    };
+    f->srv.scripts = sc, f->srv.nscripts = 2;
+    rctx a, b;
+    run_one(f, &a, "GET", NULL);
+    assert_int_equal(a.res.error, SL_UP_OK);
+    assert_int_equal(a.heads, 1);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(a.nheaders, 1);
+    expect_body(&a, "hi");
+    run_one(f, &b, "GET", NULL);
+    assert_int_equal(b.res.error, SL_UP_ERR_IO); /* we never ask for an upgrade */
+    assert_int_equal(b.heads, 0);
+    rctx_fini(&a);
+    rctx_fini(&b);
+}
+
+/* The same chunked response split in two at every byte (head included), on one pooled connection. */
+static void test_native_chunked_every_split(void **state)
+{
+    fx *f = *state;
+    static const char resp[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               "5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
+    size_t n = sizeof resp - 1;
+    script *sc = sl_calloc(n - 1, sizeof *sc);
+    char **parts = sl_calloc(2 * (n - 1), sizeof *parts);
+    assert_non_null(sc);
+    assert_non_null(parts);
+    for (size_t k = 1; k < n; k++) {
+        parts[2 * (k - 1)] = sl_strndup(resp, k);
+        parts[2 * (k - 1) + 1] = sl_strndup(resp + k, n - k);
+        sc[k - 1].steps[0] = (step){0, ACT_SEND, parts[2 * (k - 1)]};
+        sc[k - 1].steps[1] = (step){1, ACT_SEND, parts[2 * (k - 1) + 1]};
+    }
+    f->srv.scripts = sc, f->srv.nscripts = (int)(n - 1);
+    for (size_t k = 1; k < n; k++) {
+        rctx r;
+        run_one(f, &r, "GET", NULL);
+        assert_int_equal(r.res.error, SL_UP_OK);
+        expect_body(&r, "hello world");
+        assert_int_equal(r.res.bytes_received, 11);
+        rctx_fini(&r);
+    }
+    assert_int_equal(f->srv.accepted, 1);
+    for (size_t i = 0; i < 2 * (n - 1); i++) sl_free(parts[i]);
+    sl_free(parts);
+    sl_free(sc);
+}
+
+/* No length, no chunking: the body ends with the connection, which is then not reused. */
+static void test_native_close_delimited(void **state)
+{
+    fx *f = *state;
+    static const script sc[] = {
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nabc"},
+          {5, ACT_SEND, "def"},
+          {5, ACT_CLOSE, NULL}}},
+        {{{0, ACT_SEND, "HTTP/1.0 200 OK\r\n\r\nold"}, {5, ACT_CLOSE, NULL}}},
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}}},
+    };
+    f->srv.scripts = sc, f->srv.nscripts = 3;
+    rctx a, b, c;
+    run_one(f, &a, "GET", NULL);
+    assert_int_equal(a.res.error, SL_UP_OK);
+    expect_body(&a, "abcdef");
+    run_one(f, &b, "GET", NULL);
+    assert_int_equal(b.res.error, SL_UP_OK);
+    expect_body(&b, "old");
+    run_one(f, &c, "GET", NULL);
+    assert_int_equal(c.res.error, SL_UP_OK);
+    assert_false(c.res.reused_connection);
+    assert_int_equal(f->srv.accepted, 3);
+    rctx_fini(&a);
+    rctx_fini(&b);
+    rctx_fini(&c);
+}
+
+static bool server_saw_eof_or_done(void *arg) { return ((fx *)arg)->srv.eofs > 0; }
+
+static void test_native_connection_close(void **state)
+{
+    fx *f = *state;
+    static const script sc[] = {
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"}}},
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo"}}},
+    };
+    f->srv.scripts = sc, f->srv.nscripts = 2;
+    rctx a, b;
+    run_one(f, &a, "GET", NULL);
+    assert_int_equal(a.res.error, SL_UP_OK);
+    expect_body(&a, "ok");
+    run_until(f, server_saw_eof_or_done, f); /* the client closed it (the server kept it open) */
+    run_one(f, &b, "GET", NULL);
+    assert_int_equal(b.res.error, SL_UP_OK);
+    assert_false(b.res.reused_connection);
+    expect_body(&b, "two");
+    assert_int_equal(f->srv.accepted, 2);
+    rctx_fini(&a);
+    rctx_fini(&b);
+}
+
+/* HEAD and 304 carry a Content-Length but no body; the connection stays in step. */
+static void test_native_no_body_responses(void **state)
+{
+    fx *f = *state;
+    static const script sc[] = {
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"}}},
+        {{{0, ACT_SEND, "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n"}}},
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody"}}},
+    };
+    f->srv.scripts = sc, f->srv.nscripts = 3;
+    rctx a, b, c;
+    run_one(f, &a, "HEAD", NULL);
+    assert_int_equal(a.res.error, SL_UP_OK);
+    assert_int_equal(a.heads, 1);
+    assert_int_equal(a.datas, 0);
+    run_one(f, &b, "GET", NULL);
+    assert_int_equal(b.res.error, SL_UP_OK);
+    assert_int_equal(b.status, 304);
+    run_one(f, &c, "GET", NULL);
+    assert_int_equal(c.res.error, SL_UP_OK);
+    expect_body(&c, "body");
+    assert_true(c.res.reused_connection);
+    assert_int_equal(f->srv.accepted, 1);
+    rctx_fini(&a);
+    rctx_fini(&b);
+    rctx_fini(&c);
+}
+
+static void test_native_malformed(void **state)
+{
+    fx *f = *state;
+    static const script sc[] = {
+        {{{0, ACT_SEND, "HTTP/2 200 OK\r\n\r\n"}}},
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok"}}},
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 0\r\n\r\n"}}},
+        {{{0, ACT_SEND, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"}}},
+    };
+    f->srv.scripts = sc, f->srv.nscripts = 4;
+    for (int i = 0; i < 4; i++) {
+        rctx r;
+        run_one(f, &r, "GET", NULL);
+        assert_int_equal(r.res.error, SL_UP_ERR_IO);
+        rctx_fini(&r);
+    }
+}
+
+static char *big_response(bool chunked, size_t n, char **body_out)
+{
+    char *body = sl_malloc(n);
+    assert_non_null(body);
+    for (size_t i = 0; i < n; i++) body[i] = (char)('a' + (i * 13 + i / 777) % 26);
+    sl_buf b;
+    sl_buf_init(&b, 0);
+    if (!chunked) {
+        assert_int_equal(sl_buf_appendf(&b, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", n), 0);
+        assert_int_equal(sl_buf_append(&b, body, n), 0);
+    } else {
+        assert_int_equal(sl_buf_append_cstr(&b, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"), 0);
+        for (size_t off = 0; off < n; off += 50000) {
+            size_t k = SL_MIN((size_t)50000, n - off);
+            assert_int_equal(sl_buf_appendf(&b, "%zx\r\n", k), 0);
+            assert_int_equal(sl_buf_append(&b, body + off, k), 0);
+            assert_int_equal(sl_buf_append(&b, "\r\n", 2), 0);
+        }
+        assert_int_equal(sl_buf_append_cstr(&b, "0\r\n\r\n"), 0);
+    }
+    *body_out = body;
+    return sl_buf_detach(&b, NULL);
+}
+
+/* 1 MB responses (length and chunked) read with on_data refusing every third call. */
+static void test_native_large_pause_resume(void **state)
+{
+    fx *f = *state;
+    size_t n = 1 << 20;
+    char *body1, *body2;
+    char *r1 = big_response(false, n, &body1), *r2 = big_response(true, n, &body2);
+    script sc[2] = {{{{0, ACT_SEND, r1}}}, {{{0, ACT_SEND, r2}}}};
+    f->srv.scripts = sc, f->srv.nscripts = 2;
+    for (int i = 0; i < 2; i++) {
+        rctx r;
+        rctx_init(&r, f);
+        r.eagain_every = 3;
+        r.resume_inline = true;
+        sl_up_request req = {.idle_timeout_ms = 10000};
+        start(&r, &req);
+        run_until(f, is_done, &r);
+        assert_int_equal(r.res.error, SL_UP_OK);
+        assert_int_equal(r.res.bytes_received, n);
+        assert_int_equal(r.body.len, n);
+        assert_memory_equal(r.body.p, i ? body2 : body1, n);
+        assert_true(r.datas >= 3);
+        rctx_fini(&r);
+    }
+    assert_int_equal(f->srv.accepted, 1);
+    sl_free(r1);
+    sl_free(r2);
+    sl_free(body1);
+    sl_free(body2);
+}
+
+/* "localhost" is 127.0.0.1 on the native path; Host keeps the name, a caller's Host is dropped. */
+static void test_native_localhost_host_header(void **state)
+{
+    fx *f = *state;
+    f->srv.scripts = OK2, f->srv.nscripts = 1;
+    char url[64], want[64];
+    snprintf(url, sizeof url, "http://LocalHost:%d?q=1", f->srv.port);
+    snprintf(want, sizeof want, "\r\nHost: LocalHost:%d\r\n", f->srv.port);
+    rctx r;
+    rctx_init(&r, f);
+    sl_http_header hs[] = {{SL_STR("Host"), SL_STR("evil")}, {SL_STR("Connection"), SL_STR("close")},
+                           {SL_STR("X-Empty"), SL_STR("")}};
+    sl_up_request req = {.method = "POST", .url = url, .headers = hs, .nheaders = 3};
+    start(&r, &req);
+    run_until(f, is_done, &r);
+    assert_int_equal(r.res.error, SL_UP_OK);
+    const char *h = f->srv.last_head.p;
+    assert_true(strncmp(h, "POST /?q=1 HTTP/1.1\r\n", 21) == 0);
+    assert_non_null(strstr(h, want));
+    assert_null(strstr(h, "evil"));
+    assert_null(strstr(h, "Connection"));
+    assert_non_null(strstr(h, "\r\nX-Empty:\r\n"));
+    assert_non_null(strstr(h, "\r\nContent-Length: 0\r\n"));
+    rctx_fini(&r);
+}
+
+#define COMMON_TESTS                                                                      \
+    cmocka_unit_test_setup_teardown(test_get_200, setup, teardown),                       \
+    cmocka_unit_test_setup_teardown(test_chunked_stream, setup, teardown),                \
+    cmocka_unit_test_setup_teardown(test_reuse, setup, teardown),                         \
+    cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),               \
+    cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),               \
+    cmocka_unit_test_setup_teardown(test_first_byte_timeout, setup, teardown),            \
+    cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),                  \
+    cmocka_unit_test_setup_teardown(test_total_timeout, setup, teardown),                 \
+    cmocka_unit_test_setup_teardown(test_reset_mid_body, setup, teardown),                \
+    cmocka_unit_test_setup_teardown(test_close_mid_body, setup, teardown),                \
+    cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),                  \
+    cmocka_unit_test_setup_teardown(test_pause_resume_later_chunk, setup, teardown),      \
+    cmocka_unit_test_setup_teardown(test_explicit_pause, setup, teardown),                \
+    cmocka_unit_test_setup_teardown(test_cancel_in_data, setup, teardown),                \
+    cmocka_unit_test_setup_teardown(test_cancel_from_loop, setup, teardown),              \
+    cmocka_unit_test_setup_teardown(test_post_1mb, setup, teardown),                      \
+    cmocka_unit_test_setup_teardown(test_interim_response, setup, teardown),              \
+    cmocka_unit_test_setup_teardown(test_abort_from_data, setup, teardown),               \
+    cmocka_unit_test_setup_teardown(test_invalid_header_reported_async, setup, teardown), \
+    cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),                \
+    cmocka_unit_test_setup_teardown(test_start_from_on_done, setup, teardown),            \
+    cmocka_unit_test_setup_teardown(test_cancel_in_head, setup, teardown),                \
+    cmocka_unit_test_setup_teardown(test_abort_in_head, setup, teardown),                 \
+    cmocka_unit_test_setup_teardown(test_resume_inside_callback, setup, teardown),        \
+    cmocka_unit_test_setup_teardown(test_start_inside_data, setup, teardown),             \
+    cmocka_unit_test_setup_teardown(test_free_from_on_done, setup, teardown),             \
+    cmocka_unit_test_setup_teardown(test_header_cap, setup, teardown),                    \
+    cmocka_unit_test_setup_teardown(test_methods, setup, teardown),                       \
+    cmocka_unit_test_setup_teardown(test_parallel_while_one_is_slow, setup, teardown),    \
+    cmocka_unit_test_setup_teardown(test_start_alloc_failures, setup, teardown)
+
 int main(void)
 {
     sl_upstream_global_init();
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_get_200, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_chunked_stream, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reuse, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_connect_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_first_byte_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_total_timeout, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reset_mid_body, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_close_mid_body, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_pause_resume_later_chunk, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_explicit_pause, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_in_data, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_from_loop, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_post_1mb, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_interim_response, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_abort_from_data, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_header_reported_async, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_free_in_flight, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_start_from_on_done, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_in_head, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_abort_in_head, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_resume_inside_callback, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_start_inside_data, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_free_from_on_done, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_header_cap, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_methods, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_parallel_while_one_is_slow, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_start_alloc_failures, setup, teardown),
+    const struct CMUnitTest curl_tests[] = {COMMON_TESTS};
+    const struct CMUnitTest native_tests[] = {
+        COMMON_TESTS,
+        cmocka_unit_test_setup_teardown(test_native_pool_reuse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_native_stale_idle_closed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_native_stale_reused_io, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_native_no_pipelining, setup_one_per_host, teardown),
+        cmocka_unit_test_setup_teardown(test_native_1xx, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_native_chunked_every_split, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_native_close_delimited, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_native_connection_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_native_no_body_responses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_native_malformed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_native_large_pause_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_native_localhost_host_header, setup, teardown),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    g_force_curl = true;
+    int rc = cmocka_run_group_tests_name("upstream via libcurl", curl_tests, NULL, NULL);
+    g_force_curl = false;
+    rc += cmocka_run_group_tests_name("upstream via the native HTTP/1.1 client", native_tests, NULL, NULL);
     sl_upstream_global_cleanup();
     return rc;
 }

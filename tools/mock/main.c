@@ -32,6 +32,8 @@ static void usage(FILE *f)
     fputs("usage: sluice-mock [--host 127.0.0.1] [--port 9999] [--workers 1] [--ttft-ms 0] [--itl-ms 0]\n"
           "                   [--tokens 16] [--status 200] [--fail-after N] [--fail-mode reset|event|malformed|stall]\n"
           "                   [--embedding-dim 8] [--quiet]\n"
+          "  inference-server mode: [--max-batch N] [--max-queue 1024] [--prefill-us-per-token 0]\n"
+          "                   [--decode-ms-per-token 0] [--cache-tokens 0] [--cache-block-tokens 16]\n"
           "See docs/mock.md for the x-mock-* request headers and the /mock/ read-back API.\n",
           f);
 }
@@ -53,7 +55,8 @@ static uint64_t num(const char *flag, const char *v, uint64_t min, uint64_t max)
 static void parse_args(int argc, char **argv, sl_mock_opts *o)
 {
     *o = (sl_mock_opts){.host = "127.0.0.1", .port = 9999, .workers = 1, .tokens = 16, .status = 200,
-                        .fail_after = -1, .fail_mode = SL_MOCK_FAIL_RESET, .embedding_dim = 8};
+                        .fail_after = -1, .fail_mode = SL_MOCK_FAIL_RESET, .embedding_dim = 8,
+                        .max_queue = 1024, .cache_block_tokens = 16};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--quiet")) {
@@ -81,8 +84,15 @@ static void parse_args(int argc, char **argv, sl_mock_opts *o)
         else if (!strcmp(a, "--fail-mode")) {
             if (!sl_mock_fail_mode_parse(sl_str_from_cstr(v), &o->fail_mode)) die_usage(a, "reset|event|malformed|stall");
         } else if (!strcmp(a, "--embedding-dim")) o->embedding_dim = (uint32_t)num(a, v, 1, SL_MOCK_MAX_EMBED_DIM);
+        else if (!strcmp(a, "--max-batch")) o->max_batch = (uint32_t)num(a, v, 1, 4096);
+        else if (!strcmp(a, "--max-queue")) o->max_queue = (uint32_t)num(a, v, 0, 1000000);
+        else if (!strcmp(a, "--prefill-us-per-token")) o->prefill_us_per_token = num(a, v, 0, 1000000);
+        else if (!strcmp(a, "--decode-ms-per-token")) o->decode_ms_per_token = num(a, v, 0, 10000);
+        else if (!strcmp(a, "--cache-tokens")) o->cache_tokens = num(a, v, 0, 1ull << 32);
+        else if (!strcmp(a, "--cache-block-tokens")) o->cache_block_tokens = num(a, v, 1, 4096);
         else die_usage(a, "unknown flag");
     }
+    if (o->max_batch) o->workers = 1; /* the engine is one loop's state */
 }
 
 static void report_ready(worker *w, int rc)
@@ -132,6 +142,10 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL); /* inherited by the workers: only sigwait() sees them */
 
+    if (sl_server_probe_free(o.host, o.port) != SL_OK) { /* SO_REUSEPORT would otherwise share it silently */
+        fprintf(stderr, "sluice-mock: cannot listen on %s:%d: address in use\n", o.host, o.port);
+        return 1;
+    }
     for (int i = 0; i < o.workers; i++) {
         workers[i].o = &o;
         if (pthread_create(&workers[i].th, NULL, worker_main, &workers[i])) {

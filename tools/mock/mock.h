@@ -56,6 +56,10 @@ typedef struct sl_mock_opts {
     sl_mock_fail_mode fail_mode;
     uint32_t embedding_dim;
     bool quiet;
+    /* inference-server mode (mock_engine.c); max_batch 0 = off */
+    uint32_t max_batch, max_queue;
+    uint64_t prefill_us_per_token, decode_ms_per_token;
+    uint64_t cache_tokens, cache_block_tokens;
 } sl_mock_opts;
 
 /* The options as overridden by one request's x-mock-* headers. */
@@ -93,6 +97,8 @@ typedef struct sl_mock_piece {
 
 #define SL_MOCK_MAX_HEADERS 8
 
+typedef struct sl_mock_job sl_mock_job;
+
 /* One request from arrival to sl_hx_finish (heap: it outlives hx for the timer's close). */
 typedef struct sl_mock_run {
     sl_hx *hx;
@@ -121,6 +127,7 @@ typedef struct sl_mock_run {
     size_t next;          /* next piece to write */
     size_t tok_sent;
     bool aborted, self_reset, done, waiting_drain, timer_live;
+    sl_mock_job *job;     /* inference-server mode: the engine's record of this request, or NULL */
 } sl_mock_run;
 
 /* ---- router (mock_router.c) ---- */
@@ -149,6 +156,15 @@ void sl_mock_run_start(sl_mock_run *r);
 sl_mock_run *sl_mock_run_new(sl_hx *hx, const sl_mock_opts *o);
 /* Closes the connection with a TCP reset (SO_LINGER 0) and ends the exchange. */
 void sl_mock_reset_conn(sl_mock_run *r);
+
+/* ---- inference-server mode (mock_engine.c) ---- */
+bool sl_mock_engine_on(const sl_mock_opts *o);
+/* Queues or starts r on the engine; false when the engine does not take it (then start it as usual). */
+bool sl_mock_engine_admit(sl_mock_run *r);
+/* r finished or was aborted: frees its batch slot or queue place. */
+void sl_mock_engine_done(sl_mock_run *r);
+/* The /metrics page (Prometheus text, vllm:* names). */
+int sl_mock_engine_metrics(sl_buf *out);
 
 /* ---- builders ---- */
 void sl_mock_openai_chat(sl_mock_run *r);

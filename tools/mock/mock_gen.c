@@ -99,7 +99,7 @@ int sl_mock_text_join(const sl_mock_text *t, sl_arena *a, sl_str *out)
 
 int sl_mock_tool_offer(const sl_json_doc *d, int name_tok, int schema_tok, sl_str want, sl_arena *a, sl_mock_tool *t)
 {
-    if (t->found || name_tok < 0 || sl_json_type_of(d, name_tok) != SL_JSON_STRING) return 0;
+    if (t->found || want.n == 0 || name_tok < 0 || sl_json_type_of(d, name_tok) != SL_JSON_STRING) return 0;
     sl_str name;
     int rc = sl_json_str(d, name_tok, a, &name);
     if (rc) return rc;
@@ -117,6 +117,7 @@ int sl_mock_tool_settle(sl_str want, sl_mock_tool *t)
     if (sl_str_eq_lit(want, "auto")) return SL_ENOTFOUND;
     t->name = want;
     t->args = SL_STR("{}");
+    t->found = true;
     return SL_OK;
 }
 
@@ -149,13 +150,20 @@ uint64_t sl_mock_content_bytes(const sl_json_doc *d, int t, sl_arena *a)
     return sum;
 }
 
+/* Schema type names compare case-insensitively: Gemini writes "STRING", "INTEGER", ... */
+static bool type_is(const sl_json_doc *d, int ty, const char *name)
+{
+    return ty >= 0 && sl_json_type_of(d, ty) == SL_JSON_STRING &&
+           sl_str_case_eq(sl_json_str_raw(d, ty), sl_str_from_cstr(name));
+}
+
 /* The first "type" of a property schema, skipping "null" in a type list. */
 static int schema_type(const sl_json_doc *d, int prop)
 {
     int ty = sl_json_obj_get(d, prop, "type");
     if (ty >= 0 && sl_json_type_of(d, ty) == SL_JSON_ARRAY) {
         for (int e = sl_json_first(d, ty); e >= 0; e = sl_json_next(d, e))
-            if (!sl_json_str_eq(d, e, "null")) return e;
+            if (!type_is(d, e, "null")) return e;
         return -1;
     }
     return ty;
@@ -173,15 +181,15 @@ static void arg_value(const sl_json_doc *d, int prop, sl_jw *w)
         sl_jw_raw(w, sl_json_raw(d, sl_json_first(d, en)));
     else if (cst >= 0)
         sl_jw_raw(w, sl_json_raw(d, cst));
-    else if (ty >= 0 && sl_json_str_eq(d, ty, "string"))
+    else if (type_is(d, ty, "string"))
         sl_jw_cstr(w, "lorem");
-    else if (ty >= 0 && (sl_json_str_eq(d, ty, "integer") || sl_json_str_eq(d, ty, "number")))
+    else if (type_is(d, ty, "integer") || type_is(d, ty, "number"))
         sl_jw_int(w, 1);
-    else if (ty >= 0 && sl_json_str_eq(d, ty, "boolean"))
+    else if (type_is(d, ty, "boolean"))
         sl_jw_bool(w, true);
-    else if (ty >= 0 && sl_json_str_eq(d, ty, "array"))
+    else if (type_is(d, ty, "array"))
         sl_jw_raw(w, SL_STR("[]"));
-    else if (ty >= 0 && sl_json_str_eq(d, ty, "object"))
+    else if (type_is(d, ty, "object"))
         sl_jw_raw(w, SL_STR("{}"));
     else
         sl_jw_null(w);

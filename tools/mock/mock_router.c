@@ -187,6 +187,16 @@ static void build(sl_mock_run *r, const route *rt)
 void sl_mock_handle(sl_hx *hx, void *ctx)
 {
     const sl_mock_opts *o = ctx;
+    if (sl_mock_engine_on(o) && sl_str_eq_lit(hx->req.path, "/metrics") && sl_str_eq_lit(hx->req.method, "GET")) {
+        sl_buf b;
+        sl_buf_init(&b, 64u * 1024u);
+        int rc = sl_mock_engine_metrics(&b);
+        sl_http_header h[] = {{SL_STR("content-type"), SL_STR("text/plain; version=0.0.4")}};
+        sl_hx_respond(hx, rc ? 500 : 200, h, 1, b.p, b.len);
+        sl_hx_finish(hx);
+        sl_buf_free(&b);
+        return;
+    }
     if (sl_str_starts_with(hx->req.path, SL_STR("/mock/"))) {
         control(hx);
         return;

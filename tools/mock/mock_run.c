@@ -34,8 +34,9 @@ static void step(sl_mock_run *r);
 int sl_mock_piece_begin(sl_mock_run *r, sl_mock_piece_kind kind)
 {
     if (r->npieces == r->cap_pieces) {
-        size_t cap = r->cap_pieces ? r->cap_pieces * 2 : 32;
-        if (cap > SL_MOCK_MAX_TOKENS + 64) return SL_ELIMIT;
+        const size_t max = SL_MOCK_MAX_TOKENS + 64; /* tokens plus the few framing events */
+        if (r->cap_pieces >= max) return SL_ELIMIT;
+        size_t cap = SL_MIN(r->cap_pieces ? r->cap_pieces * 2 : 32, max);
         sl_mock_piece *p = sl_realloc(r->pieces, cap * sizeof *p);
         if (!p) return SL_ENOMEM;
         r->pieces = p;
@@ -130,13 +131,14 @@ static void run_finish(sl_mock_run *r)
     uv_timer_stop(&r->timer);
     if (!r->opts->quiet) {
         sl_info("%.*s %.*s -> %d%s tokens=%zu%s", SL_STR_FMT(r->hx->req.method), SL_STR_FMT(r->hx->req.path),
-                r->status, r->stream ? " stream" : "", r->tok_sent, r->aborted ? " aborted" : "");
+                r->status, r->stream ? " stream" : "", r->stream ? r->tok_sent : r->ntok, r->aborted ? " aborted" : "");
     }
     sl_mock_stat_add(SL_MOCK_STAT_IN_FLIGHT, -1);
     if (!r->aborted) sl_mock_stat_add(SL_MOCK_STAT_COMPLETED, 1);
     sl_hx_finish(r->hx);
     r->hx = NULL;
     uv_close((uv_handle_t *)&r->timer, run_free);
+    sl_mock_engine_done(r); /* last: it may start queued runs */
 }
 
 static void finish_cb(uv_timer_t *t) { run_finish(t->data); }
@@ -224,7 +226,10 @@ void sl_mock_run_start(sl_mock_run *r)
     arm(r, wait);
 }
 
-void sl_mock_admit(sl_mock_run *r) { sl_mock_run_start(r); }
+void sl_mock_admit(sl_mock_run *r)
+{
+    if (!sl_mock_engine_admit(r)) sl_mock_run_start(r);
+}
 
 static size_t head_headers(const sl_mock_run *r, sl_http_header *h)
 {
@@ -363,40 +368,10 @@ static void step(sl_mock_run *r)
 
 /* ---- connection reset ---- */
 
-typedef struct find_tcp {
-    const void *conn;
-    uv_os_fd_t fd;
-    bool found;
-} find_tcp;
-
-static void find_cb(uv_handle_t *h, void *arg)
-{
-    find_tcp *f = arg;
-    if (!f->found && h->type == UV_TCP && h->data == f->conn && !uv_is_closing(h) && uv_fileno(h, &f->fd) == 0)
-        f->found = true;
-}
-
-/*
- * server.h has no "reset" call, so: find the exchange's socket among the
- * loop's handles (the server points each connection handle's data at its
- * sl_conn), set SO_LINGER {1, 0} so the close sends RST, and shut down the
- * read side. The server's read then sees EOF, aborts the exchange (abort_cb
- * finishes it without the terminating chunk) and closes the socket: RST.
- */
+/* A reset closes the connection with RST; the server then aborts the exchange and abort_cb finishes it. */
 void sl_mock_reset_conn(sl_mock_run *r)
 {
-    find_tcp f = {.conn = r->hx->conn};
     r->self_reset = true;
     r->phase = PH_STALLED;
-    uv_walk(r->hx->loop, find_cb, &f);
-    if (f.found) {
-        struct linger lg = {1, 0};
-        setsockopt(f.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        shutdown(f.fd, SHUT_RD);
-        return;
-    }
-    /* no socket found: the best left is to close without finishing the framing */
-    sl_hx_close_after(r->hx);
-    r->aborted = true;
-    run_finish(r);
+    sl_hx_reset(r->hx);
 }
