@@ -19,6 +19,7 @@
 #include <stdio.h>
 
 #include "core/log.h"
+#include "filters/filter.h"
 #include "mcp/mcp_int.h"
 #include "mcp/session.h"
 
@@ -883,15 +884,25 @@ static void handle_delete(sl_gw_req *r, const sl_mcp_server_cfg *srv)
 
 /* ---------------------------------------------------------------- entry */
 
+/*
+ * The consumer's mcp_tools globs against "server/tool" (SPEC §5, §6). No
+ * consumer (no consumers configured, or an anonymous caller without a
+ * consumers entry) and a consumer without mcp_tools may use every tool, as
+ * `models` absent allows every model. A name too long to match is denied.
+ */
 bool sl_mcp_tool_allowed(const sl_gw_req *r, sl_str server, sl_str tool)
 {
-    /*
-     * Every caller may use every tool until the consumer system lands: it
-     * will look up r's consumer and match "server/tool" against its
-     * mcp_tools globs (SPEC §2, §6).
-     */
-    SL_UNUSED(r), SL_UNUSED(server), SL_UNUSED(tool);
-    return true;
+    const sl_consumer_cfg *c = r->consumer;
+    if (!c || !c->nmcp_tools) return true;
+    char full[512];
+    if (server.n + 1 + tool.n > sizeof full) return false;
+    memcpy(full, server.p, server.n);
+    full[server.n] = '/';
+    memcpy(full + server.n + 1, tool.p, tool.n);
+    sl_str name = {full, server.n + 1 + tool.n};
+    for (size_t i = 0; i < c->nmcp_tools; i++)
+        if (sl_glob_match(sl_str_from_cstr(c->mcp_tools[i]), name)) return true;
+    return false;
 }
 
 static sl_str query_param(sl_str q, const char *name)
@@ -917,6 +928,13 @@ void sl_mcp_handle(sl_gw_req *r)
     sl_str name = slash ? (sl_str){rest.p, (size_t)(slash - rest.p)} : rest;
     sl_str sub = slash ? (sl_str){slash, rest.n - name.n} : SL_STR_NULL;
     r->rec.model = name;
+    /*
+     * The head filters first (auth: who is calling, 401 otherwise), as for
+     * the LLM endpoints; r->consumer then decides tool access. The body
+     * filters (model access, token limits) do not apply to MCP. A head
+     * filter that waits is not supported here: today none does.
+     */
+    if (sl_filters_run_head(r) != SL_FILTER_NEXT) return;
     const sl_mcp_cfg *mc = r->cfg->mcp;
     const sl_mcp_server_cfg *srv = mc ? sl_mcp_find_server(mc, name) : NULL;
     if (!srv) {
