@@ -16,6 +16,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -308,6 +310,12 @@ static void on_conn_timer(uv_timer_t *t)
     } else if (c->state == CONN_READING_BODY) {
         sl_conn_respond_error(c, 408, "body timeout");
     } else if (c->timer_kind == TIMER_WRITE) {
+        size_t queued = sl_conn_unsent(c);
+        if (queued < c->write_queued_at_arm) { /* slow, but reading: give it another period */
+            c->write_queued_at_arm = queued;
+            uv_timer_start(&c->timer, on_conn_timer, c->srv->lim.idle_timeout_ms, 0);
+            return;
+        }
         sl_conn_close(c); /* the client stopped reading: treat it as gone (on_abort fires on close) */
     } else if (c->state == CONN_READING_HEAD) {
         if (c->writing || c->out.len) { /* not idle: a response is still going out */
@@ -538,6 +546,16 @@ void sl_conn_exchange_done(sl_conn *c)
     c->state = CONN_READING_HEAD;
     sl_conn_release(c);
     conn_process(c);
+}
+
+/* Bytes on their way to the client: libuv's queue plus the kernel's send queue. */
+size_t sl_conn_unsent(sl_conn *c)
+{
+    size_t n = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    uv_os_fd_t fd;
+    int kq = 0;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &kq) == 0 && kq > 0) n += (size_t)kq;
+    return n;
 }
 
 void sl_hx_reset(sl_hx *hx)

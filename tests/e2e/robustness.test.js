@@ -137,6 +137,31 @@ test('a client resetting a stream paused on it aborts the exchange and the upstr
   await stopAll(gw, mock);
 });
 
+// 5. (added with the write deadline) a client that stops reading a stream and
+//    never resets: without a deadline on writes it held its exchange and the
+//    paused upstream request until the upstream's total timeout.
+test('a client that stops reading a stream is dropped after idle_timeout_ms without progress', T, async () => {
+  const mock = await startMock({ args: ['--tokens', '100000'] });
+  const gw = await startSluice({
+    config: (p) => gatewayConfig({ ...p, mockPort: mock.port, workers: 1, limits: { idle_timeout_ms: 500 } }),
+  });
+  const port = Number(new URL(gw.url).port);
+  const inflight = async () =>
+    metric((await httpRequest(`${gw.adminUrl}/metrics`, { timeoutMs: 5000 })).text, 'sluice_inflight_requests');
+  const body = JSON.stringify({ model: 'demo-chat', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+  const s = await connect(port);
+  s.on('error', () => {});
+  s.pause(); // never read, never reset
+  s.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+  await waitFor(async () => (await inflight()) === 1, { timeoutMs: 10_000, what: 'the stream in flight' });
+  // bounded wait: the exchange ends, the upstream request is cancelled
+  await waitFor(async () => (await inflight()) === 0, { timeoutMs: 20_000, what: 'the stalled client dropped' });
+  await waitFor(async () => (await mockStats(mock)).aborted >= 1, { timeoutMs: 10_000, what: 'the upstream aborted' });
+  s.destroy();
+  await stopAll(gw, mock);
+});
+
 test('idle timeout does not cut a large response read slowly on a keep-alive connection', T, async (t) => {
   const mock = await startMock({ args: ['--embedding-dim', '1024'] });
   const gw = await startSluice({
