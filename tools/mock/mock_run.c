@@ -360,3 +360,43 @@ static void step(sl_mock_run *r)
         break;
     }
 }
+
+/* ---- connection reset ---- */
+
+typedef struct find_tcp {
+    const void *conn;
+    uv_os_fd_t fd;
+    bool found;
+} find_tcp;
+
+static void find_cb(uv_handle_t *h, void *arg)
+{
+    find_tcp *f = arg;
+    if (!f->found && h->type == UV_TCP && h->data == f->conn && !uv_is_closing(h) && uv_fileno(h, &f->fd) == 0)
+        f->found = true;
+}
+
+/*
+ * server.h has no "reset" call, so: find the exchange's socket among the
+ * loop's handles (the server points each connection handle's data at its
+ * sl_conn), set SO_LINGER {1, 0} so the close sends RST, and shut down the
+ * read side. The server's read then sees EOF, aborts the exchange (abort_cb
+ * finishes it without the terminating chunk) and closes the socket: RST.
+ */
+void sl_mock_reset_conn(sl_mock_run *r)
+{
+    find_tcp f = {.conn = r->hx->conn};
+    r->self_reset = true;
+    r->phase = PH_STALLED;
+    uv_walk(r->hx->loop, find_cb, &f);
+    if (f.found) {
+        struct linger lg = {1, 0};
+        setsockopt(f.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        shutdown(f.fd, SHUT_RD);
+        return;
+    }
+    /* no socket found: the best left is to close without finishing the framing */
+    sl_hx_close_after(r->hx);
+    r->aborted = true;
+    run_finish(r);
+}
