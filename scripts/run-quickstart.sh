@@ -10,6 +10,11 @@ CONFIG=${SLUICE_CONFIG:-examples/quickstart.yaml}
 build/sluice-mock --port "$MOCK_PORT" --quiet &
 mock_pid=$!
 trap 'kill "$mock_pid" 2>/dev/null || true' EXIT
+sleep 0.2
+if ! kill -0 "$mock_pid" 2>/dev/null; then
+  echo "sluice: the mock LLM could not start on 127.0.0.1:$MOCK_PORT (port in use? set SLUICE_MOCK_PORT)" >&2
+  exit 1
+fi
 echo "sluice: mock LLM on 127.0.0.1:$MOCK_PORT; gateway on 127.0.0.1:8080 (admin 127.0.0.1:9901); Ctrl-C stops both"
 echo "try:  curl -s localhost:8080/v1/chat/completions -H 'content-type: application/json' \\"
 echo "        -d '{\"model\":\"demo-chat\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}'"

@@ -57,6 +57,14 @@ typedef struct sl_timeouts_cfg {
     uint64_t total_ms;       /* 600000 */
 } sl_timeouts_cfg;
 
+/* Active health checks of a provider (docs/resilience.md). */
+typedef struct sl_health_check_cfg {
+    char *path;              /* GET base_url + path; NULL = no active checks */
+    uint64_t interval_ms;    /* 10000 */
+    uint64_t timeout_ms;     /* 2000 */
+    uint64_t unhealthy_after;/* consecutive failed probes before the provider is down; 2 */
+} sl_health_check_cfg;
+
 typedef struct sl_kv {
     char *key, *value;
 } sl_kv;
@@ -73,6 +81,8 @@ typedef struct sl_provider_cfg {
     char *api_version;   /* azure: api-version query parameter (default "2024-10-21") */
     sl_timeouts_cfg timeouts;
     uint64_t max_connections; /* 1024 */
+    uint64_t key_cooldown_ms; /* a key answered 401/403/429 without retry-after is benched this long; 30000 */
+    sl_health_check_cfg health_check;
     uint32_t index;      /* position in the providers array */
 } sl_provider_cfg;
 
@@ -101,7 +111,19 @@ typedef struct sl_retry_cfg {
     uint32_t on_flags;      /* SL_RETRY_ON_* */
     uint16_t *on_status;    /* HTTP statuses that are retried; default 429 500 502 503 504 */
     size_t non_status;
+    uint64_t backoff_ms;    /* base of the jittered exponential backoff before retrying a target; 100 */
+    uint64_t max_backoff_ms;/* 2000 */
+    uint64_t max_retry_after_ms; /* longest upstream retry-after waited for before giving up; 10000 */
+    uint64_t budget_percent;/* retries may be at most this share of requests (per worker, 10 s window); 20 */
+    uint64_t budget_min;    /* retries always allowed per worker and window, whatever the share; 10 */
 } sl_retry_cfg;
+
+/* Passive outlier ejection of a model's targets (docs/resilience.md). */
+typedef struct sl_outlier_cfg {
+    uint64_t consecutive_failures; /* failures in a row that eject a target; 0 = never eject; 5 */
+    uint64_t base_ejection_ms;     /* first ejection; doubles on each ejection in a row; 10000 */
+    uint64_t max_ejection_ms;      /* 300000 */
+} sl_outlier_cfg;
 
 typedef struct sl_model_cfg {
     char *name;          /* exact or glob */
@@ -110,6 +132,7 @@ typedef struct sl_model_cfg {
     size_t ntargets;
     sl_balance_kind balance;
     sl_retry_cfg retry;
+    sl_outlier_cfg outlier;
     char **fallbacks;    /* other public model names, in order */
     size_t nfallbacks;
     uint64_t default_max_tokens; /* defaults.max_tokens; 0 = unset */

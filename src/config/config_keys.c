@@ -333,6 +333,18 @@ static const sl_ckey timeouts_keys[] = {
 };
 static const sl_csection timeouts_section = {"providers[].timeouts", ARR(timeouts_keys)};
 
+static const sl_ckey health_check_keys[] = {
+    {.name = "path", .type = SL_CK_STRING, .offset = OFF(sl_health_check_cfg, path),
+     .doc = "Path probed with GET under base_url (e.g. /models); absent = no active checks."},
+    {.name = "interval_ms", .type = SL_CK_DURATION, .offset = OFF(sl_health_check_cfg, interval_ms), .min = 100,
+     .max = 3600000, .def = "10000", .doc = "Time between two probes (each worker probes on its own)."},
+    {.name = "timeout_ms", .type = SL_CK_DURATION, .offset = OFF(sl_health_check_cfg, timeout_ms), .min = 1,
+     .max = 600000, .def = "2000", .doc = "A probe not answered within this is a failure."},
+    {.name = "unhealthy_after", .type = SL_CK_UINT, .offset = OFF(sl_health_check_cfg, unhealthy_after), .min = 1,
+     .max = 100, .def = "2", .doc = "Failed probes in a row that take the provider out; one good probe brings it back."},
+};
+static const sl_csection health_check_section = {"providers[].health_check", ARR(health_check_keys)};
+
 static const sl_ckey provider_keys[] = {
     {.name = "name", .type = SL_CK_STRING, .offset = OFF(sl_provider_cfg, name), .required = true,
      .doc = "Unique name (letters, digits, - _ .), used by models[].targets[].provider and in metrics."},
@@ -351,6 +363,11 @@ static const sl_ckey provider_keys[] = {
      .doc = "Upstream timeouts, below."},
     {.name = "max_connections", .type = SL_CK_UINT, .offset = OFF(sl_provider_cfg, max_connections), .min = 1,
      .max = 100000, .def = "1024", .doc = "Connections open to this provider at once (per process)."},
+    {.name = "key_cooldown_ms", .type = SL_CK_DURATION, .offset = OFF(sl_provider_cfg, key_cooldown_ms), .min = 1,
+     .max = 86400000, .def = "30000",
+     .doc = "A key answered 401, 403 or 429 is benched this long (doubling while it keeps failing); retry-after wins."},
+    {.name = "health_check", .type = SL_CK_SECTION, .offset = OFF(sl_provider_cfg, health_check),
+     .sub = &health_check_section, .doc = "Optional active health checks, below."},
 };
 static const sl_csection provider_section = {"providers[]", ARR(provider_keys)};
 
@@ -370,6 +387,17 @@ static const sl_ckey retry_keys[] = {
     {.name = "on", .type = SL_CK_CUSTOM, .parse = parse_retry_on, .max_items = 64,
      .def = "[429, 500, 502, 503, 504, timeout, connect]", .type_doc = "list of status or word",
      .doc = "What is retried: HTTP statuses 400-599, timeout, connect (connection failed)."},
+    {.name = "backoff_ms", .type = SL_CK_DURATION, .offset = OFF(sl_retry_cfg, backoff_ms), .min = 0, .max = 60000,
+     .def = "100", .doc = "Base of the jittered exponential backoff before trying the same target again."},
+    {.name = "max_backoff_ms", .type = SL_CK_DURATION, .offset = OFF(sl_retry_cfg, max_backoff_ms), .min = 0,
+     .max = 600000, .def = "2000", .doc = "Cap of that backoff."},
+    {.name = "max_retry_after_ms", .type = SL_CK_DURATION, .offset = OFF(sl_retry_cfg, max_retry_after_ms), .min = 0,
+     .max = 600000, .def = "10000",
+     .doc = "Longest upstream retry-after the gateway waits out; longer ones end the request (or move to a fallback)."},
+    {.name = "budget_percent", .type = SL_CK_UINT, .offset = OFF(sl_retry_cfg, budget_percent), .min = 0, .max = 100,
+     .def = "20", .doc = "Retries may be at most this share of this model's requests (per worker, last 10 s)."},
+    {.name = "budget_min", .type = SL_CK_UINT, .offset = OFF(sl_retry_cfg, budget_min), .min = 0, .max = 1000000,
+     .def = "10", .doc = "Retries always allowed per worker in those 10 s, whatever the share."},
 };
 static const sl_csection retry_section = {"models[].retry", ARR(retry_keys)};
 
@@ -378,6 +406,16 @@ static const sl_ckey model_defaults_keys[] = {
      .max = 10000000, .doc = "max_tokens sent when the caller gave none and the target protocol needs one (Anthropic)."},
 };
 static const sl_csection model_defaults_section = {"models[].defaults", ARR(model_defaults_keys)};
+
+static const sl_ckey outlier_keys[] = {
+    {.name = "consecutive_failures", .type = SL_CK_UINT, .offset = OFF(sl_outlier_cfg, consecutive_failures), .min = 0,
+     .max = 1000, .def = "5", .doc = "Failures in a row (5xx, timeout, connect, broken stream) that eject a target; 0 = never."},
+    {.name = "base_ejection_ms", .type = SL_CK_DURATION, .offset = OFF(sl_outlier_cfg, base_ejection_ms), .min = 1,
+     .max = 86400000, .def = "10000", .doc = "First ejection; each ejection in a row doubles it."},
+    {.name = "max_ejection_ms", .type = SL_CK_DURATION, .offset = OFF(sl_outlier_cfg, max_ejection_ms), .min = 1,
+     .max = 86400000, .def = "300000", .doc = "Cap of the ejection time."},
+};
+static const sl_csection outlier_section = {"models[].outlier", ARR(outlier_keys)};
 
 static const char *const balance_names[] = {"weighted", "least_request", "latency", "prefix_cache", "metrics", NULL};
 
@@ -390,6 +428,8 @@ static const sl_ckey model_keys[] = {
      .def = "weighted", .doc = "Balancer over the targets: weighted, least_request, latency, prefix_cache or metrics."},
     {.name = "retry", .type = SL_CK_SECTION, .offset = OFF(sl_model_cfg, retry), .sub = &retry_section,
      .doc = "Retries over the targets, below."},
+    {.name = "outlier", .type = SL_CK_SECTION, .offset = OFF(sl_model_cfg, outlier), .sub = &outlier_section,
+     .doc = "Passive outlier ejection of the targets, below."},
     {.name = "fallbacks", .type = SL_CK_STRLIST, .offset = OFF(sl_model_cfg, fallbacks),
      .count_offset = OFF(sl_model_cfg, nfallbacks), .max_items = 16,
      .doc = "Other public model names tried in order after every target failed; each must match a models entry; loops are errors."},
@@ -455,5 +495,6 @@ const size_t sl_config_ntop = SL_ARRAY_LEN(sl_config_top);
 const sl_csection *const sl_config_sections[] = {
     &server_section, &limits_section, &provider_section, &timeouts_section,
     &model_section,  &target_section, &retry_section,    &model_defaults_section,
+    &health_check_section, &outlier_section,
 };
 const size_t sl_config_nsections = SL_ARRAY_LEN(sl_config_sections);

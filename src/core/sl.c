@@ -57,7 +57,7 @@ int sl_str_to_u64(sl_str s, uint64_t max, uint64_t *out)
     for (size_t i = 0; i < s.n; i++) {
         unsigned d = (unsigned char)s.p[i] - '0';
         if (d > 9) return SL_EINVAL;
-        if (v > (max - d) / 10) return SL_ELIMIT;
+        if (d > max || v > (max - d) / 10) return SL_ELIMIT;
         v = v * 10 + d;
     }
     *out = v;

@@ -21,6 +21,10 @@ int sl_gateway_worker_init(sl_worker *w)
     if (!gw) return SL_ENOMEM;
     gw->w = w;
     gw->rng = uv_hrtime() ^ ((uint64_t)(uintptr_t)w << 17) ^ 0x9e3779b97f4a7c15ull;
+    if (sl_fo_worker_init(gw) != SL_OK) {
+        sl_free(gw);
+        return SL_ENOMEM;
+    }
     w->gw = gw;
     sl_gateway_config_changed(w);
     return SL_OK;
@@ -30,33 +34,16 @@ void sl_gateway_worker_free(sl_worker *w)
 {
     sl_gw_worker *gw = w->gw;
     if (!gw) return;
-    sl_free(gw->wrr_current);
-    sl_free(gw->key_cursor);
+    sl_fo_worker_free(gw);
     sl_free(gw);
     w->gw = NULL;
 }
 
-/* Balancer and key-rotation state is sized per snapshot; a new snapshot starts fresh. */
+/* Balancer, health and probe state is sized per snapshot (balance/balance.h carries health over by name). */
 void sl_gateway_config_changed(sl_worker *w)
 {
     sl_gw_worker *gw = w->gw;
-    if (!gw || gw->state_for == w->config) return;
-    size_t nt = 0;
-    for (size_t i = 0; i < w->config->nmodels; i++) nt += w->config->models[i].ntargets;
-    int64_t *wrr = sl_calloc(nt ? nt : 1, sizeof(int64_t));
-    uint32_t *kc = sl_calloc(w->config->nproviders ? w->config->nproviders : 1, sizeof(uint32_t));
-    if (!wrr || !kc) {
-        sl_free(wrr);
-        sl_free(kc);
-        return; /* keep the old arrays; lookups are bounds-checked */
-    }
-    sl_free(gw->wrr_current);
-    sl_free(gw->key_cursor);
-    gw->wrr_current = wrr;
-    gw->nwrr = nt;
-    gw->key_cursor = kc;
-    gw->nkeys = w->config->nproviders;
-    gw->state_for = w->config;
+    if (gw) sl_fo_config_changed(gw, w->config);
 }
 
 static uint64_t gw_rand(sl_gw_worker *gw)
@@ -69,64 +56,11 @@ static uint64_t gw_rand(sl_gw_worker *gw)
 
 /* ---------------------------------------------------------------- errors */
 
-static const char *gemini_status_name(int status)
-{
-    switch (status) {
-    case 400: case 413: return "INVALID_ARGUMENT";
-    case 401: return "UNAUTHENTICATED";
-    case 403: return "PERMISSION_DENIED";
-    case 404: return "NOT_FOUND";
-    case 429: return "RESOURCE_EXHAUSTED";
-    case 503: return "UNAVAILABLE";
-    case 504: return "DEADLINE_EXCEEDED";
-    default: return "INTERNAL";
-    }
-}
-
-static const char *anthropic_error_type(int status, const char *type)
-{
-    switch (status) {
-    case 400: return "invalid_request_error";
-    case 401: return "authentication_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 413: return "request_too_large";
-    case 429: return "rate_limit_error";
-    case 503: case 529: return "overloaded_error";
-    default: return strcmp(type, "invalid_request_error") == 0 ? type : "api_error";
-    }
-}
-
 /* Builds an error body in protocol p (SPEC §3). */
 void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code, const char *msg, sl_buf *out);
 void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code, const char *msg, sl_buf *out)
 {
-    sl_jw w;
-    sl_jw_init(&w, out);
-    sl_jw_obj_begin(&w);
-    if (p == SL_PROTO_ANTHROPIC) {
-        sl_jw_key(&w, "type"), sl_jw_cstr(&w, "error");
-        sl_jw_key(&w, "error"), sl_jw_obj_begin(&w);
-        sl_jw_key(&w, "type"), sl_jw_cstr(&w, anthropic_error_type(status, type));
-        sl_jw_key(&w, "message"), sl_jw_cstr(&w, msg);
-        sl_jw_obj_end(&w);
-    } else if (p == SL_PROTO_GEMINI) {
-        sl_jw_key(&w, "error"), sl_jw_obj_begin(&w);
-        sl_jw_key(&w, "code"), sl_jw_int(&w, status);
-        sl_jw_key(&w, "message"), sl_jw_cstr(&w, msg);
-        sl_jw_key(&w, "status"), sl_jw_cstr(&w, gemini_status_name(status));
-        sl_jw_obj_end(&w);
-    } else {
-        sl_jw_key(&w, "error"), sl_jw_obj_begin(&w);
-        sl_jw_key(&w, "message"), sl_jw_cstr(&w, msg);
-        sl_jw_key(&w, "type"), sl_jw_cstr(&w, type);
-        sl_jw_key(&w, "param"), sl_jw_null(&w);
-        sl_jw_key(&w, "code");
-        if (code) sl_jw_cstr(&w, code);
-        else sl_jw_null(&w);
-        sl_jw_obj_end(&w);
-    }
-    sl_jw_obj_end(&w);
+    sl_xlat_error(p, status, type, code, sl_str_from_cstr(msg), out);
 }
 
 void sl_gw_common_headers(sl_gw_req *r, sl_http_header *h, size_t *n, size_t cap)
@@ -155,7 +89,10 @@ void sl_gw_error(sl_gw_req *r, int status, const char *type, const char *code, c
     sl_http_header h[8] = {{SL_STR("content-type"), SL_STR("application/json")}};
     size_t n = 1;
     sl_gw_common_headers(r, h, &n, 7);
-    if (status == 429 || status == 503) h[n++] = (sl_http_header){SL_STR("retry-after"), SL_STR("1")};
+    if (status == 429 || status == 503) {
+        char *ra = r->retry_after_s > 1 ? sl_arena_printf(&r->hx->arena, "%u", r->retry_after_s) : NULL;
+        h[n++] = (sl_http_header){SL_STR("retry-after"), ra ? sl_str_from_cstr(ra) : SL_STR("1")};
+    }
     sl_hx_respond(r->hx, status, h, n, body.p, body.len);
     sl_buf_free(&body);
     sl_gw_finish(r);
@@ -171,6 +108,7 @@ void sl_gw_finish(sl_gw_req *r)
     if (r->hx->aborted && !r->rec.error.n) r->rec.error = SL_STR("client closed the connection");
     r->rec.attempts = r->attempts;
     r->rec.request_id = sl_str_from_cstr(r->request_id);
+    sl_fo_release(r); /* an open attempt ends without a verdict; a pending wait stops */
     sl_filters_run_done(r);
     sl_accesslog_write(&r->rec);
     sl_metrics_record(w, &r->rec);
@@ -284,51 +222,6 @@ static void handle_models(sl_gw_req *r)
     sl_hx_respond(r->hx, 200, h, n, out.p, out.len);
     sl_buf_free(&out);
     sl_gw_finish(r);
-}
-
-/* Smooth weighted round-robin (nginx's): deterministic, spreads heavy weights evenly. */
-static uint32_t pick_weighted(sl_gw_req *r, const sl_model_cfg *m)
-{
-    sl_gw_worker *gw = r->gw;
-    size_t base = 0;
-    for (size_t i = 0; i < m->index && i < r->cfg->nmodels; i++) base += r->cfg->models[i].ntargets;
-    if (gw->state_for != r->cfg || base + m->ntargets > gw->nwrr) return (uint32_t)(gw_rand(gw) % m->ntargets);
-    int64_t *cur = gw->wrr_current + base, total = 0;
-    uint32_t best = UINT32_MAX;
-    for (uint32_t i = 0; i < m->ntargets; i++) {
-        if (i < 32 && (r->tried_mask & (1u << i))) continue;
-        cur[i] += (int64_t)m->targets[i].weight;
-        total += (int64_t)m->targets[i].weight;
-        if (best == UINT32_MAX || cur[i] > cur[best]) best = i;
-    }
-    if (best == UINT32_MAX) return (uint32_t)(gw_rand(gw) % m->ntargets); /* all tried: any */
-    cur[best] -= total;
-    return best;
-}
-
-/* Chooses the target for the next attempt. */
-void sl_gw_pick_target(sl_gw_req *r);
-void sl_gw_pick_target(sl_gw_req *r)
-{
-    const sl_model_cfg *m = r->mcfg;
-    uint32_t i = m->ntargets == 1 ? 0 : pick_weighted(r, m);
-    r->target_index = i;
-    r->target = &m->targets[i];
-    if (i < 32) r->tried_mask |= 1u << i;
-    r->upstream_model = r->target->model ? sl_str_from_cstr(r->target->model) : r->model;
-    r->rec.provider = sl_str_from_cstr(r->target->provider->name);
-    r->rec.provider_type = sl_str_from_cstr(r->target->provider->type);
-    r->rec.upstream_model = r->upstream_model;
-}
-
-/* Next API key of a provider, rotated per worker. NULL when it has none. */
-const char *sl_gw_next_key(sl_gw_req *r, const sl_provider_cfg *p);
-const char *sl_gw_next_key(sl_gw_req *r, const sl_provider_cfg *p)
-{
-    if (p->napi_keys == 0) return NULL;
-    sl_gw_worker *gw = r->gw;
-    if (gw->state_for != r->cfg || p->index >= gw->nkeys) return p->api_keys[0];
-    return p->api_keys[gw->key_cursor[p->index]++ % p->napi_keys];
 }
 
 static bool parse_body(sl_gw_req *r)
@@ -465,10 +358,14 @@ static void on_client_abort(sl_hx *hx, void *arg)
 {
     sl_gw_req *r = arg;
     if (r->up) {
+        /* at once: the provider stops generating (and billing) for nobody */
         sl_up_req_cancel(r->up);
         r->up = NULL;
         r->rec.status = r->client_head_sent ? r->rec.status : 499;
         sl_gw_finish(r);
+    } else if (sl_fo_cancel_wait(r)) { /* between two attempts (backoff or retry-after) */
+        r->rec.status = 499;
+        sl_gw_finish(r);
     }
-    /* Without an upstream request in flight the request is finishing on its own path. */
+    /* Otherwise the request is finishing on its own path. */
 }

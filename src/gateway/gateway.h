@@ -12,6 +12,7 @@
 #ifndef SL_GATEWAY_H
 #define SL_GATEWAY_H
 
+#include "balance/failover.h"
 #include "config/config.h"
 #include "gateway/record.h"
 #include "gateway/runtime.h"
@@ -28,15 +29,12 @@ typedef enum {
     SL_API_GEMINI,      /* POST /v1beta/models/{model}:generateContent | :streamGenerateContent */
 } sl_api;
 
-/* Per-worker gateway state: balancer cursors, key rotation, RNG. */
+/* Per-worker gateway state: balancer (targets, keys, health, retry budget), active probes, RNG. */
 typedef struct sl_gw_worker {
     sl_worker *w;
     uint64_t rng;
-    int64_t *wrr_current;  /* smooth weighted round-robin state, one per target of every model */
-    size_t nwrr;
-    uint32_t *key_cursor;  /* per provider: next api key */
-    size_t nkeys;
-    sl_config *state_for;  /* the snapshot the arrays above were sized for */
+    sl_balancer bal;       /* balance/balance.h */
+    sl_prober *prober;     /* balance/failover.h; NULL when no provider has health_check */
 } sl_gw_worker;
 
 typedef struct sl_gw_req {
@@ -65,11 +63,15 @@ typedef struct sl_gw_req {
     sl_sse_parser sse;
     sl_xlat_stream *xs;           /* stream translator / filter (NULL on the OpenAI fast path) */
     bool stream_done;             /* the upstream stream's terminal event was seen */
+    bool stream_started;          /* the upstream stream's first token event was seen (proxy.c preamble) */
     sl_buf resp;                  /* buffered non-stream response body */
     bool client_head_sent;
     bool paused;
-    uint32_t attempts;
-    uint32_t tried_mask;          /* targets already tried (first 32) */
+    uint32_t attempts;            /* upstream attempts, retries and fallbacks included (x-sluice-attempts) */
+    sl_fo_req fo;                 /* where attempts go: balance/failover.h */
+    sl_up_error last_error;       /* the last attempt's transport outcome */
+    const char *last_detail;      /* its detail (arena), for the caller's error */
+    uint32_t retry_after_s;       /* retry-after sent with a 429/503 answer; 0 = 1 second */
     uint32_t filter_pos;          /* next filter to run after a wait (filter.c) */
     sl_req_record rec;
     char request_id[40];
@@ -82,5 +84,11 @@ void sl_gw_finish(sl_gw_req *r);
 void sl_gw_common_headers(sl_gw_req *r, sl_http_header *h, size_t *n, size_t cap);
 /* proxy.c */
 void sl_proxy_start(sl_gw_req *r);
+/* Starts the attempt balance/failover.c chose (r->target, r->fo). */
+void sl_proxy_attempt(sl_gw_req *r);
+/* The first-token deadline of a stream passed: the attempt fails as a first-token timeout. */
+void sl_proxy_first_token_timeout(sl_gw_req *r);
+/* Nothing more can be tried: answers with the last attempt's failure. */
+void sl_proxy_give_up(sl_gw_req *r);
 
 #endif

@@ -14,22 +14,25 @@
  * carries usage or its model name must be rewritten; every other pair goes
  * through an sl_xlat_stream (a pass-through filter when the protocols match).
  *
- * Failures before the first byte reached the caller are retried on the next
- * target (retry.attempts, retry.on); after it, they are reported inside the
- * stream (SPEC §3), never as a clean end.
+ * Failures before the first byte reached the caller are retried, on another
+ * key, target or fallback model as balance/failover.c decides; after it, they
+ * are reported inside the stream (SPEC §3), never as a clean end. The head of
+ * a stream is sent to the caller with its first event, not with the
+ * upstream's head, so that a stream that dies or stalls before its first
+ * event is retried like any other failure (and first_token_ms measures the
+ * time to that event).
  */
 #include <stdio.h>
+#include <time.h>
 
 #include "core/log.h"
 #include "gateway/gateway.h"
 #include "protocols/xlat_ir.h"
 #include "providers/providers.h"
 
-void sl_gw_pick_target(sl_gw_req *r);
-const char *sl_gw_next_key(sl_gw_req *r, const sl_provider_cfg *p);
 void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code, const char *msg, sl_buf *out);
 
-static void start_attempt(sl_gw_req *r);
+static void send_stream_head(sl_gw_req *r);
 
 /* ---------------------------------------------------------------- request body */
 
@@ -162,6 +165,11 @@ static int write_out(sl_gw_req *r, sl_buf *out)
 static int on_sse_event(void *ud, sl_str event, sl_str data)
 {
     sl_gw_req *r = ud;
+    if (!r->client_head_sent) { /* the first event: now the caller gets its head, and retrying is over */
+        sl_fo_unwatch(r);
+        sl_fo_attempt_first_byte(r);
+        send_stream_head(r);
+    }
     if (!r->xs) {
         if (sl_str_eq_lit(data, "[DONE]")) r->stream_done = true;
         if (data.n && data.p[0] == '{') return forward_openai_chunk(r, event, data);
@@ -209,7 +217,7 @@ static void stream_error(sl_gw_req *r, int status, const char *type, const char 
         write_out(r, &body);
     } else {
         sl_gw_error_body(r->in_proto, status, type, NULL, msg, &body);
-        write_event(r, r->in_proto == SL_PROTO_ANTHROPIC ? SL_STR("error") : SL_STR_NULL, sl_buf_str(&body));
+        write_event(r, r->in_proto == SL_PROTO_ANTHROPIC ? SL_STR("error") : SL_STR("") /* not NULL: sse.c memchr()s it */, sl_buf_str(&body));
     }
     sl_buf_free(&body);
     r->rec.error = sl_arena_str(&r->hx->arena, sl_str_from_cstr(msg));
@@ -226,10 +234,78 @@ static int up_on_head(void *ud, int status, const sl_http_header *h, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (sl_str_case_eq(h[i].name, SL_STR("content-type")))
             r->up_is_sse = sl_str_starts_with(h[i].value, SL_STR("text/event-stream"));
+        else if (sl_str_case_eq(h[i].name, SL_STR("retry-after")))
+            sl_bal_parse_retry_after(h[i].value, (int64_t)time(NULL), &r->fo.retry_after_ms);
     }
-    if (status >= 200 && status < 300 && r->up_is_sse && r->stream) send_stream_head(r);
-    else r->up_is_sse = false; /* buffered: a non-2xx answer, or a non-stream one */
+    if (status >= 200 && status < 300 && r->up_is_sse && r->stream) {
+        /* The caller's head waits for the first event; so does the first-token deadline. */
+        uint64_t budget = r->target->provider->timeouts.first_token_ms;
+        uint64_t spent = (uv_hrtime() - r->fo.a.start_ns) / 1000000ull;
+        sl_fo_watch_first_token(r, budget > spent ? budget - spent : 1);
+    } else {
+        r->up_is_sse = false; /* buffered: a non-2xx answer, or a non-stream one */
+        sl_fo_attempt_first_byte(r);
+    }
     return SL_OK;
+}
+
+/*
+ * Until the first token, a stream's events are held back (in r->resp) and
+ * only scanned: the preamble a provider sends at once (OpenAI's role chunk,
+ * Anthropic's message_start and ping, Responses' response.created) says
+ * nothing about whether tokens will come. When the first event that carries
+ * output (or an error, or the end) arrives, the caller gets its head and
+ * everything held is replayed; until then the attempt may still be retried
+ * and the first-token deadline runs.
+ */
+#define SL_PREAMBLE_MAX (64u << 10) /* a longer preamble is taken as the start of the answer */
+
+static bool has_nonempty(sl_str data, const char *key)
+{
+    size_t kl = strlen(key);
+    for (const char *p = data.p, *end = data.p + data.n; (p = memmem(p, (size_t)(end - p), key, kl)); p += kl) {
+        const char *v = p + kl;
+        while (v < end && (*v == ' ' || *v == ':')) v++;
+        if (v < end && *v != 'n' && !(v + 1 < end && v[0] == '"' && v[1] == '"') && *v != '[' && *v != '{') return true;
+        if (v + 1 < end && *v == '[' && v[1] != ']') return true;
+    }
+    return false;
+}
+
+static bool is_first_token(sl_gw_req *r, sl_str event, sl_str data)
+{
+    if (r->target->provider->proto == SL_PROTO_GEMINI) return true; /* every event carries candidates */
+    if (event.n) /* Anthropic, Responses: content_block_delta, message_delta, response.output_text.delta, error, ... */
+        return memmem(event.p, event.n, "delta", 5) || sl_str_eq_lit(event, "error") ||
+               sl_str_eq_lit(event, "message_stop") || sl_str_starts_with(event, SL_STR("response.completed")) ||
+               sl_str_starts_with(event, SL_STR("response.failed")) || sl_str_starts_with(event, SL_STR("response.incomplete"));
+    if (!data.n || data.p[0] != '{') return true; /* [DONE] or something we do not know: not a preamble */
+    return has_nonempty(data, "\"content\"") || has_nonempty(data, "\"reasoning_content\"") ||
+           has_nonempty(data, "\"tool_calls\"") || has_nonempty(data, "\"finish_reason\"") ||
+           memmem(data.p, data.n, "\"error\"", 7) || has_nonempty(data, "\"refusal\"");
+}
+
+static int scan_event(void *ud, sl_str event, sl_str data)
+{
+    sl_gw_req *r = ud;
+    if (is_first_token(r, event, data)) r->stream_started = true;
+    return SL_OK;
+}
+
+static int hold_preamble(sl_gw_req *r, const char *p, size_t n)
+{
+    size_t from = r->resp.len;
+    int rc = sl_buf_append(&r->resp, p, n);
+    if (rc) return rc;
+    rc = sl_sse_feed(&r->sse, r->resp.p + from, n, scan_event, r);
+    if (rc != SL_OK && rc != SL_ECLOSED) return rc;
+    if (!r->stream_started && r->resp.len < SL_PREAMBLE_MAX) return SL_OK;
+    /* go: replay what was held through a fresh parser; the first event sends the caller's head */
+    sl_sse_free(&r->sse);
+    sl_sse_init(&r->sse, 8u << 20);
+    rc = sl_sse_feed(&r->sse, r->resp.p, r->resp.len, on_sse_event, r);
+    sl_buf_clear(&r->resp);
+    return rc == SL_OK || rc == SL_ECLOSED ? SL_OK : rc;
 }
 
 static int up_on_data(void *ud, const char *p, size_t n)
@@ -239,6 +315,7 @@ static int up_on_data(void *ud, const char *p, size_t n)
         int rc = sl_buf_append(&r->resp, p, n);
         return rc == SL_OK ? SL_OK : rc;
     }
+    if (!r->client_head_sent) return hold_preamble(r, p, n);
     if (sl_hx_pending(r->hx) > SL_HX_HIGH_WATER) {
         r->paused = true;
         sl_hx_on_drain(r->hx, on_client_drain, r);
@@ -256,8 +333,7 @@ static bool status_retryable(const sl_gw_req *r, int status)
     return false;
 }
 
-static bool can_retry(const sl_gw_req *r) { return !r->client_head_sent && r->attempts < r->mcfg->retry.attempts; }
-
+/* A transport failure before anything reached the caller: is it in retry.on? */
 static bool error_retryable(const sl_gw_req *r, const sl_up_result *res)
 {
     uint32_t on = r->mcfg->retry.on_flags;
@@ -267,16 +343,10 @@ static bool error_retryable(const sl_gw_req *r, const sl_up_result *res)
     case SL_UP_ERR_TIMEOUT_FIRST_BYTE:
     case SL_UP_ERR_TIMEOUT_IDLE:
     case SL_UP_ERR_TIMEOUT_TOTAL: return on & SL_RETRY_ON_TIMEOUT;
-    case SL_UP_ERR_IO: return res->reused_connection; /* a stale pooled connection: once more, transparently */
+    /* reset or cut: before a status it is a failed connection, after one a bad answer */
+    case SL_UP_ERR_IO: return res->status ? status_retryable(r, 502) : (on & SL_RETRY_ON_CONNECT) != 0;
     default: return false;
     }
-}
-
-static void retry(sl_gw_req *r)
-{
-    sl_buf_clear(&r->resp);
-    sl_gw_pick_target(r);
-    start_attempt(r);
 }
 
 /* The upstream message of an error body in any protocol, for the caller's error. */
@@ -296,6 +366,7 @@ static sl_str upstream_error_message(sl_gw_req *r)
 static void respond_upstream_error(sl_gw_req *r)
 {
     int st = r->up_status;
+    if (st == 429 && r->fo.retry_after_ms) r->retry_after_s = (uint32_t)SL_MIN((r->fo.retry_after_ms + 999) / 1000, 86400);
     sl_str msg = upstream_error_message(r);
     int mlen = (int)SL_MIN(msg.n, 400);
     /* The caller's own mistakes keep their status; failures of ours or the provider's become 502. */
@@ -367,54 +438,128 @@ static void finish_stream(sl_gw_req *r)
         const sl_usage *u = sl_xlat_stream_usage(r->xs);
         if (u->present) r->rec.usage = *u;
     }
+    sl_fo_attempt_end(r, truncated ? SL_BAL_FAIL : SL_BAL_OK);
     if (truncated && !r->hx->aborted) stream_error(r, 502, "upstream_error", "upstream stream ended before it was complete");
     sl_gw_finish(r);
 }
 
-static const char *timeout_name(sl_up_error e)
+/* The caller's message for a transport failure: each timeout says which deadline passed. */
+static void failure_message(sl_gw_req *r, sl_up_error e, const char *detail, char *msg, size_t cap)
 {
+    const char *name = r->target->provider->name;
+    const sl_timeouts_cfg *t = &r->target->provider->timeouts;
     switch (e) {
-    case SL_UP_ERR_TIMEOUT_CONNECT: return "connect";
-    case SL_UP_ERR_TIMEOUT_FIRST_BYTE: return "first token";
-    case SL_UP_ERR_TIMEOUT_IDLE: return "idle";
-    default: return "total";
+    case SL_UP_ERR_TIMEOUT_CONNECT:
+        snprintf(msg, cap, "upstream %s timed out: no connection within %llu ms (connect_ms)", name,
+                 (unsigned long long)t->connect_ms);
+        break;
+    case SL_UP_ERR_TIMEOUT_FIRST_BYTE:
+        snprintf(msg, cap, "upstream %s timed out: no first token within %llu ms (first_token_ms)", name,
+                 (unsigned long long)t->first_token_ms);
+        break;
+    case SL_UP_ERR_TIMEOUT_IDLE:
+        snprintf(msg, cap, "upstream %s timed out: nothing received for %llu ms (idle_ms)", name,
+                 (unsigned long long)t->idle_ms);
+        break;
+    case SL_UP_ERR_TIMEOUT_TOTAL:
+        snprintf(msg, cap, "upstream %s timed out: the answer took longer than %llu ms (total_ms)", name,
+                 (unsigned long long)t->total_ms);
+        break;
+    default: snprintf(msg, cap, "upstream %s failed: %s", name, detail ? detail : "error"); break;
     }
+}
+
+static bool is_timeout(sl_up_error e) { return e >= SL_UP_ERR_TIMEOUT_CONNECT && e <= SL_UP_ERR_TIMEOUT_TOTAL; }
+
+void sl_proxy_give_up(sl_gw_req *r)
+{
+    char msg[300];
+    if (r->last_error != SL_UP_OK) {
+        failure_message(r, r->last_error, r->last_detail, msg, sizeof msg);
+        if (is_timeout(r->last_error)) sl_gw_error(r, 504, "timeout", "timeout", "%s", msg);
+        else sl_gw_error(r, 502, "upstream_error", NULL, "%s", msg);
+    } else if (r->up_is_sse) {
+        sl_gw_error(r, 502, "upstream_error", NULL, "upstream %s ended its stream before the first event",
+                    r->target->provider->name);
+    } else {
+        respond_upstream_error(r);
+    }
+}
+
+/* A transport failure. After the caller's head it ends the stream with an error event; before, it may be retried. */
+static void on_failure(sl_gw_req *r, const sl_up_result *res)
+{
+    r->last_error = res->error;
+    r->last_detail = res->detail ? sl_arena_strndup(&r->hx->arena, res->detail, strlen(res->detail)) : NULL;
+    if (r->client_head_sent) {
+        sl_fo_attempt_end(r, res->error == SL_UP_ERR_ABORTED ? SL_BAL_NO_VERDICT : SL_BAL_FAIL);
+        char msg[300];
+        failure_message(r, res->error, res->detail, msg, sizeof msg);
+        bool t = is_timeout(res->error);
+        stream_error(r, t ? 504 : 502, t ? "timeout" : "upstream_error", msg);
+        sl_gw_finish(r);
+        return;
+    }
+    sl_fo_why why = SL_FO_FAILED;
+    bool retryable;
+    if (res->error == SL_UP_ERR_ABORTED) { /* we stopped it (a cap): nothing to learn, nothing to retry */
+        sl_fo_attempt_end(r, SL_BAL_NO_VERDICT);
+        retryable = false;
+    } else if (res->error == SL_UP_ERR_IO && res->reused_connection && !res->status && !r->fo.stale_retried) {
+        sl_fo_attempt_end(r, SL_BAL_NO_VERDICT); /* a pooled connection the server had closed */
+        why = SL_FO_STALE;
+        retryable = true;
+    } else {
+        sl_fo_attempt_end(r, SL_BAL_FAIL);
+        retryable = error_retryable(r, res);
+    }
+    if (retryable && sl_fo_retry(r, why, true)) return;
+    sl_proxy_give_up(r);
+}
+
+/* A complete HTTP answer before anything reached the caller. */
+static void on_answer(sl_gw_req *r)
+{
+    int st = r->up_status;
+    r->last_error = SL_UP_OK;
+    if (r->up_is_sse) { /* a 2xx stream that ended without one event */
+        sl_fo_attempt_end(r, SL_BAL_FAIL);
+        if (!sl_fo_retry(r, SL_FO_FAILED, status_retryable(r, 502))) sl_proxy_give_up(r);
+        return;
+    }
+    if (st >= 200 && st < 300) {
+        sl_fo_attempt_end(r, SL_BAL_OK);
+        respond_buffered(r);
+        return;
+    }
+    sl_fo_why why = SL_FO_FAILED;
+    sl_bal_outcome o = SL_BAL_OK; /* other 4xx: the caller's request, not the target, is at fault */
+    if (st == 401 || st == 403) o = SL_BAL_KEY_REJECTED, why = SL_FO_KEY;
+    else if (st == 429) o = SL_BAL_KEY_LIMITED, why = SL_FO_KEY;
+    else if (st >= 500) o = SL_BAL_FAIL;
+    sl_fo_attempt_end(r, o);
+    bool retryable = status_retryable(r, st);
+    if ((retryable || why == SL_FO_KEY) && sl_fo_retry(r, why, retryable)) return;
+    respond_upstream_error(r);
 }
 
 static void up_on_done(void *ud, const sl_up_result *res)
 {
     sl_gw_req *r = ud;
     r->up = NULL;
-    if (res->error != SL_UP_OK) {
-        if (can_retry(r) && error_retryable(r, res)) {
-            retry(r);
-            return;
-        }
-        bool timeout = res->error >= SL_UP_ERR_TIMEOUT_CONNECT && res->error <= SL_UP_ERR_TIMEOUT_TOTAL;
-        char msg[300];
-        if (timeout) snprintf(msg, sizeof msg, "upstream %s timed out (%s)", r->target->provider->name, timeout_name(res->error));
-        else snprintf(msg, sizeof msg, "upstream %s failed: %s", r->target->provider->name, res->detail ? res->detail : "error");
-        if (r->client_head_sent) {
-            stream_error(r, timeout ? 504 : 502, timeout ? "timeout" : "upstream_error", msg);
-            sl_gw_finish(r);
-        } else if (timeout) {
-            sl_gw_error(r, 504, "timeout", "timeout", "%s", msg);
-        } else {
-            sl_gw_error(r, 502, "upstream_error", NULL, "%s", msg);
-        }
-        return;
-    }
-    if (r->client_head_sent) { /* a stream that ended */
-        finish_stream(r);
-        return;
-    }
-    if (r->up_status >= 200 && r->up_status < 300) {
-        respond_buffered(r);
-    } else if (can_retry(r) && status_retryable(r, r->up_status)) {
-        retry(r);
-    } else {
-        respond_upstream_error(r);
-    }
+    sl_fo_unwatch(r);
+    if (res->error != SL_UP_OK) on_failure(r, res);
+    else if (r->client_head_sent) finish_stream(r); /* a stream that ended */
+    else on_answer(r);
+}
+
+void sl_proxy_first_token_timeout(sl_gw_req *r)
+{
+    if (!r->up) return;
+    sl_up_req_cancel(r->up);
+    r->up = NULL;
+    sl_up_result res = {.error = SL_UP_ERR_TIMEOUT_FIRST_BYTE, .status = r->up_status, .detail = "no first event"};
+    on_failure(r, &res);
 }
 
 static const sl_up_callbacks up_callbacks = {
@@ -428,12 +573,13 @@ static sl_call_kind call_kind(sl_api api)
     return api == SL_API_EMBEDDINGS ? SL_CALL_EMBEDDINGS : api == SL_API_RESPONSES ? SL_CALL_RESPONSES : SL_CALL_CHAT;
 }
 
-static void start_attempt(sl_gw_req *r)
+void sl_proxy_attempt(sl_gw_req *r)
 {
     const sl_provider_cfg *p = r->target->provider;
-    r->attempts++;
     r->up_status = 0;
     r->up_is_sse = false;
+    r->stream_started = false;
+    sl_buf_clear(&r->resp);
     if (!same_proto(r) && r->api != SL_API_CHAT && r->api != SL_API_MESSAGES && r->api != SL_API_GEMINI) {
         sl_gw_error(r, 404, "invalid_request_error", "unsupported_endpoint",
                     "model '%.*s' is served by provider '%s', which does not offer this API", SL_STR_FMT(r->model),
@@ -451,7 +597,7 @@ static void start_attempt(sl_gw_req *r)
         return;
     }
     sl_provider_call call;
-    if (sl_provider_build_call(p, call_kind(r->api), r->upstream_model, r->stream, sl_gw_next_key(r, p), &r->hx->arena,
+    if (sl_provider_build_call(p, call_kind(r->api), r->upstream_model, r->stream, sl_fo_key(r), &r->hx->arena,
                                &call) != SL_OK) {
         sl_gw_error(r, 404, "invalid_request_error", "unsupported_endpoint", "provider '%s' does not offer this endpoint",
                     p->name);
@@ -476,12 +622,13 @@ static void start_attempt(sl_gw_req *r)
         .idle_timeout_ms = p->timeouts.idle_ms,
         .total_timeout_ms = p->timeouts.total_ms,
     };
+    r->attempts++;
+    sl_fo_attempt_begin(r);
     r->up = sl_upstream_start(r->gw->w->upstream, &req, &up_callbacks, r);
     if (!r->up) sl_gw_error(r, 503, "service_unavailable", NULL, "cannot start the upstream request");
 }
 
 void sl_proxy_start(sl_gw_req *r)
 {
-    sl_gw_pick_target(r);
-    start_attempt(r);
+    if (sl_fo_begin(r)) sl_proxy_attempt(r);
 }

@@ -274,19 +274,20 @@ static void on_conn_timer(uv_timer_t *t)
     }
 }
 
-/* One timer per connection, re-armed on each state change: header deadline
- * while a header block is partial, idle timeout otherwise; off while the
- * handler owns the exchange (the handler's own timeouts apply then). */
+/* One timer per connection: the header deadline while a header block is
+ * partial (counted from its first byte: slowloris), the idle timeout between
+ * requests and between body reads; off while the handler owns the exchange
+ * (the handler's own timeouts apply then). */
 static void conn_arm_timer(sl_conn *c)
 {
     const sl_server_limits *l = &c->srv->lim;
-    if (c->state == CONN_READING_HEAD && c->in.len > 0) {
-        if (!uv_is_active((uv_handle_t *)&c->timer)) uv_timer_start(&c->timer, on_conn_timer, l->header_timeout_ms, 0);
-    } else if (c->state == CONN_READING_HEAD || c->state == CONN_READING_BODY) {
-        uv_timer_start(&c->timer, on_conn_timer, c->state == CONN_READING_BODY ? l->idle_timeout_ms : l->idle_timeout_ms, 0);
-    } else {
-        uv_timer_stop(&c->timer);
-    }
+    conn_timer want = TIMER_NONE;
+    if (c->state == CONN_READING_HEAD) want = c->in.len > 0 ? TIMER_HEADER : TIMER_IDLE;
+    else if (c->state == CONN_READING_BODY) want = TIMER_BODY;
+    if (want == c->timer_kind && want != TIMER_BODY) return; /* keep the running deadline */
+    c->timer_kind = want;
+    if (want == TIMER_NONE) uv_timer_stop(&c->timer);
+    else uv_timer_start(&c->timer, on_conn_timer, want == TIMER_HEADER ? l->header_timeout_ms : l->idle_timeout_ms, 0);
 }
 
 /* ---------------------------------------------------------------- requests */
@@ -383,7 +384,6 @@ static bool conn_parse_head(sl_conn *c)
     }
     sl_buf_consume(&c->in, (size_t)n);
     hx->start_ns = uv_hrtime();
-    uv_timer_stop(&c->timer);
     sl_buf_clear(&c->body);
     c->body.max = s->lim.max_body_bytes;
     c->body_chunked = hx->req.chunked;

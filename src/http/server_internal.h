@@ -15,6 +15,8 @@ typedef enum {
     CONN_CLOSING,
 } conn_state;
 
+typedef enum { TIMER_NONE, TIMER_HEADER, TIMER_IDLE, TIMER_BODY } conn_timer;
+
 struct sl_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
@@ -23,6 +25,7 @@ struct sl_conn {
     sl_conn *prev, *next;
     int refs;              /* tcp handle + timer handle + active exchange */
     conn_state state;
+    conn_timer timer_kind;
     sl_buf in;             /* unparsed input: header bytes and pipelined data */
     sl_buf body;           /* body being collected */
     sl_http_chunked chunked;

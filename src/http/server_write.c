@@ -84,10 +84,29 @@ int sl_conn_write_raw(sl_conn *c, const void *p, size_t n)
     return sl_buf_append(&c->out, p, n);
 }
 
+/* Errors found before a request reaches a handler (framing, limits, timeouts) are
+ * answered here, in OpenAI's error shape: the protocol is not known yet, and
+ * OpenAI's is the default of the data plane (SPEC §3). */
+static const char *error_code(int status)
+{
+    switch (status) {
+    case 408: return "request_timeout";
+    case 413: return "request_too_large";
+    case 414: return "uri_too_long";
+    case 417: return "expectation_failed";
+    case 431: return "request_header_fields_too_large";
+    case 501: return "not_implemented";
+    case 505: return "http_version_not_supported";
+    default: return "bad_request";
+    }
+}
+
 void sl_conn_respond_error(sl_conn *c, int status, const char *why)
 {
-    char body[160];
-    int blen = snprintf(body, sizeof body, "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}", why);
+    char body[256];
+    int blen = snprintf(body, sizeof body,
+                        "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"%s\"}}",
+                        why, error_code(status));
     char head[256];
     int hlen = snprintf(head, sizeof head,
                         "HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n",
@@ -98,6 +117,7 @@ void sl_conn_respond_error(sl_conn *c, int status, const char *why)
     sl_conn_write_raw(c, body, (size_t)blen);
     c->close_when_flushed = true;
     c->state = CONN_DISPATCHED; /* parse nothing more */
+    c->timer_kind = TIMER_NONE;
     uv_timer_stop(&c->timer);
     sl_conn_flush(c);
 }
@@ -234,6 +254,7 @@ void sl_hx_finish(sl_hx *hx)
             sl_hx_respond(hx, 500, none, 0, NULL, 0);
         } else if (hx->chunked_out) {
             sl_conn_write_raw(c, "0\r\n\r\n", 5);
+            sl_conn_flush(c);
         } else if (hx->out_remaining > 0) {
             hx->close_after = true; /* announced more than was written: the framing is broken, close */
         }

@@ -23,6 +23,7 @@
 int sl_json_escape(sl_buf *out, sl_str s)
 {
     static const char hex[] = "0123456789abcdef";
+    if (s.n == 0) return SL_OK; /* also keeps NULL + 0 (undefined behaviour) out of the pointer math */
     const unsigned char *p = (const unsigned char *)s.p, *end = p + s.n;
     int rc;
     while (p < end) {
