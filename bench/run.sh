@@ -9,8 +9,9 @@
 # process started here is stopped on exit (trap). See docs/benchmarks.md.
 #
 # Knobs (environment), defaults in brackets:
-#   BENCH_SECONDS [8]        seconds per wrk run (latency and requests/s)
-#   BENCH_XLAT_SECONDS [5]   seconds per translation-cost run
+#   BENCH_SECONDS [4]        seconds per wrk run (latency and requests/s)
+#   BENCH_XLAT_SECONDS [3]   seconds per translation-cost run
+#   BENCH_ROUNDS [3]         rounds of those runs, targets interleaved; the best round is reported
 #   BENCH_STREAMS ["1000 5000 10000"]  concurrent SSE stream counts
 #   BENCH_STREAM_TOKENS [250] tokens per stream; BENCH_ITL_MS [20] between tokens
 #   BENCH_STALL_MS [100]     a gap between two events longer than this is a stall
@@ -19,13 +20,16 @@
 #   BENCH_PIN [1]            pin processes to cores with taskset (0: let them float)
 #   BENCH_PROFILE [1]        perf profile of sluice under 1 KB / 16 connections (if perf exists)
 #   BENCH_JSON_SECONDS [0.3] seconds per JSON benchmark cell
+#   BENCH_NICE [-10 as root, else 0] nice level of every process under test and of the load generators, so
+#                            that other jobs on a shared machine disturb the runs less (the same for every target)
 #   BENCH_OUT [bench/RESULTS.md]; BENCH_KEEP [0] keep the temp dir (logs, configs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-BENCH_SECONDS=${BENCH_SECONDS:-8}
-BENCH_XLAT_SECONDS=${BENCH_XLAT_SECONDS:-5}
+BENCH_SECONDS=${BENCH_SECONDS:-4}
+BENCH_XLAT_SECONDS=${BENCH_XLAT_SECONDS:-3}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_STREAMS=${BENCH_STREAMS:-"1000 5000 10000"}
 BENCH_STREAM_TOKENS=${BENCH_STREAM_TOKENS:-250}
 BENCH_ITL_MS=${BENCH_ITL_MS:-20}
@@ -37,6 +41,7 @@ BENCH_PROFILE=${BENCH_PROFILE:-1}
 BENCH_JSON_SECONDS=${BENCH_JSON_SECONDS:-0.3}
 BENCH_OUT=${BENCH_OUT:-bench/RESULTS.md}
 BENCH_KEEP=${BENCH_KEEP:-0}
+if [ "$(id -u)" = 0 ]; then BENCH_NICE=${BENCH_NICE:--10}; else BENCH_NICE=${BENCH_NICE:-0}; fi
 
 SLUICE=$ROOT/build/sluice
 MOCK=$ROOT/build/sluice-mock
@@ -72,9 +77,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-pin() { # pin CPU cmd... : run cmd on CPU when pinning is on
+pin() { # pin CPU cmd... : run cmd on CPU when pinning is on, at BENCH_NICE
     local cpu=$1; shift
-    if [ "$BENCH_PIN" = 1 ]; then taskset -c "$cpu" "$@"; else "$@"; fi
+    if [ "$BENCH_PIN" = 1 ]; then nice -n "$BENCH_NICE" taskset -c "$cpu" "$@"; else nice -n "$BENCH_NICE" "$@"; fi
 }
 repin() { # repin CPU PID: move every thread of PID
     if [ "$BENCH_PIN" = 1 ]; then taskset -a -p -c "$1" "$2" >/dev/null; fi
@@ -105,7 +110,8 @@ wait_port() { # wait_port PORT PID: until something listens (and PID still lives
 
 start_bg() { # start_bg LOG CPU cmd... ; sets BG_PID (the program's own PID: exec, no shell in between)
     local logf=$1 cpu=$2; shift 2
-    if [ "$BENCH_PIN" = 1 ]; then exec_in_bg "$logf" taskset -c "$cpu" "$@"; else exec_in_bg "$logf" "$@"; fi
+    if [ "$BENCH_PIN" = 1 ]; then exec_in_bg "$logf" nice -n "$BENCH_NICE" taskset -c "$cpu" "$@"
+    else exec_in_bg "$logf" nice -n "$BENCH_NICE" "$@"; fi
 }
 exec_in_bg() {
     local logf=$1; shift
@@ -361,7 +367,7 @@ run_streams() {
     if [ ${#gwp[@]} -gt 0 ]; then reset_hwm "${gwp[@]}"; fi
     local g0 m0 b0; g0=$([ ${#gwp[@]} -gt 0 ] && cpu_ticks "${gwp[@]}" || echo 0); m0=$(cpu_ticks "$MOCK_PID"); b0=$(machine_busy)
     local hold_s=$(( (BENCH_STREAM_TOKENS * BENCH_ITL_MS + 999) / 1000 ))
-    local timeout=$(( n / BENCH_RAMP + hold_s + 30 ))
+    local timeout=$(( n / BENCH_RAMP + hold_s + 15 )) # streams not done 15 s after their due end count as failed
     local hargs=()
     while IFS= read -r h; do if [ -n "$h" ]; then hargs+=(--header "$h"); fi; done <<<"$GW_HEADERS"
     local t0 line; t0=$(date +%s.%N)
@@ -383,26 +389,55 @@ run_streams() {
 
 # ---- phases ----
 
-phase_requests() { # latency and requests/s, non-streamed, for every target
-    log "phase 1: latency and requests per second (${BENCH_SECONDS}s per run)"
+# best_of KEY ROUNDS BY: copy the fields of the best round (BY=rps: most requests/s; BY=p50: lowest p50) of
+# KEY.rN.* to KEY.*; the peak RSS is the largest of all rounds.
+best_of() {
+    local key=$1 rounds=$2 by=$3 best="" bv="" r v hwm=0
+    for ((r = 1; r <= rounds; r++)); do
+        v=${R[$key.r$r.rps]:-}
+        [ -n "$v" ] || continue
+        if [ "$by" = p50 ]; then v=${R[$key.r$r.p50_us]}; fi
+        if [ -z "$best" ] || { [ "$by" = rps ] && [ "$(calc "$v > $bv" 0)" = 1 ]; } ||
+            { [ "$by" = p50 ] && [ "$(calc "$v < $bv" 0)" = 1 ]; }; then best=$r; bv=$v; fi
+        if [ "${R[$key.r$r.hwm_kb]:-0}" -gt "$hwm" ]; then hwm=${R[$key.r$r.hwm_kb]}; fi
+    done
+    [ -n "$best" ] || return 0
+    local f
+    for f in rps requests p50_us p90_us p99_us max_us errors gw_cpu mock_cpu load_cpu others_cpu; do
+        R[$key.$f]=${R[$key.r$best.$f]:-}
+    done
+    R[$key.round]=$best
+    if [ "$hwm" -gt 0 ]; then R[$key.hwm_kb]=$hwm; fi
+}
+
+phase_requests() { # latency and requests/s, non-streamed, for every target, in BENCH_ROUNDS interleaved rounds
+    log "phase 1: latency and requests per second (${BENCH_ROUNDS} rounds of ${BENCH_SECONDS}s per figure)"
     start_mock "$LOAD_CPU"
-    for t in $BENCH_TARGETS; do
-        if [ "$t" = direct ]; then repin "$GW_CPU" "$MOCK_PID"; else repin "$LOAD_CPU" "$MOCK_PID"; fi
-        start_gw "$t"
-        curl_headers
-        check_answer "$t" || { R[$t.failed]=1; stop_gw; continue; }
-        if [ ${#GW_PIDS[@]} -gt 0 ]; then R[$t.idle_kb]=$(status_kb VmRSS "${GW_PIDS[@]}"); fi
-        run_wrk "$t.warm" 16 "$T/chat-1k.json" /v1/chat/completions 2 >/dev/null 2>&1
-        run_wrk "$t.c1" 1 "$T/chat-1k.json" /v1/chat/completions "$BENCH_SECONDS"
-        for c in 16 64; do
-            run_wrk "$t.1k.c$c" "$c" "$T/chat-1k.json" /v1/chat/completions "$BENCH_SECONDS"
-            run_wrk "$t.256k.c$c" "$c" "$T/chat-256k.json" /v1/chat/completions "$BENCH_SECONDS"
+    local round t k
+    for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+        for t in $BENCH_TARGETS; do
+            if [ "${R[$t.failed]:-0}" = 1 ]; then continue; fi
+            if [ "$t" = direct ]; then repin "$GW_CPU" "$MOCK_PID"; else repin "$LOAD_CPU" "$MOCK_PID"; fi
+            start_gw "$t"
+            curl_headers
+            check_answer "$t" || { R[$t.failed]=1; stop_gw; continue; }
+            if [ "$round" = 1 ] && [ ${#GW_PIDS[@]} -gt 0 ]; then R[$t.idle_kb]=$(status_kb VmRSS "${GW_PIDS[@]}"); fi
+            run_wrk "$t.warm" 16 "$T/chat-1k.json" /v1/chat/completions 2 >/dev/null 2>&1
+            run_wrk "$t.c1.r$round" 1 "$T/chat-1k.json" /v1/chat/completions "$BENCH_SECONDS"
+            for c in 16 64; do
+                run_wrk "$t.1k.c$c.r$round" "$c" "$T/chat-1k.json" /v1/chat/completions "$BENCH_SECONDS"
+                run_wrk "$t.256k.c$c.r$round" "$c" "$T/chat-256k.json" /v1/chat/completions "$BENCH_SECONDS"
+            done
+            if [ "$t" = sluice ] && [ "$round" = "$BENCH_ROUNDS" ]; then
+                curl -s -m 5 "http://127.0.0.1:$SLUICE_ADMIN/metrics" >"$T/sluice-metrics.txt" || true
+                if [ "$BENCH_PROFILE" = 1 ] && command -v perf >/dev/null; then profile_sluice; fi
+            fi
+            stop_gw
         done
-        if [ "$t" = sluice ]; then
-            curl -s -m 5 "http://127.0.0.1:$SLUICE_ADMIN/metrics" >"$T/sluice-metrics.txt" || true
-            if [ "$BENCH_PROFILE" = 1 ] && command -v perf >/dev/null; then profile_sluice; fi
-        fi
-        stop_gw
+    done
+    for t in $BENCH_TARGETS; do
+        best_of "$t.c1" "$BENCH_ROUNDS" p50
+        for k in 1k.c16 1k.c64 256k.c16 256k.c64; do best_of "$t.$k" "$BENCH_ROUNDS" rps; done
     done
     stop_pid "$MOCK_PID"
 }
@@ -418,24 +453,34 @@ profile_sluice() {
     wait "$perf_pid" || true
     perf report -i "$T/perf.data" --stdio --no-children --sort symbol --percent-limit 1.5 -g none 2>/dev/null \
         | grep -v '^#' | grep -v '^$' | head -30 >"$T/perf-flat.txt" || true
-    perf report -i "$T/perf.data" --stdio --children --sort symbol --percent-limit 5 -g none 2>/dev/null \
-        | grep -v '^#' | grep -v '^$' | head -30 >"$T/perf-children.txt" || true
+    perf report -i "$T/perf.data" --stdio --children --sort symbol --percent-limit 2 -g none 2>/dev/null \
+        | grep -F '[.]' | head -30 >"$T/perf-children.txt" || true
+    perf report -i "$T/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null \
+        | grep -v '^#' | grep -v '^$' | head -8 >"$T/perf-dso.txt" || true
 }
 
-phase_translation() { # sluice only: translation cost against pass-through
+phase_translation() { # sluice only: translation cost against pass-through, interleaved rounds
     [[ " $BENCH_TARGETS " == *" sluice "* ]] || return 0
-    log "phase 2: translation cost (${BENCH_XLAT_SECONDS}s per run)"
+    log "phase 2: translation cost (${BENCH_ROUNDS} rounds of ${BENCH_XLAT_SECONDS}s per figure)"
     start_mock "$LOAD_CPU"
+    local round pair k
+    for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+        for pair in oa-oa oa-an an-an an-oa; do
+            # A fresh sluice per pair: the streams aborted at the end of a run must not carry over (see docs/benchmarks.md)
+            start_gw sluice
+            local path=/v1/chat/completions
+            if [[ $pair == an-* ]]; then path=/v1/messages; fi
+            run_wrk "x.$pair.warm" 16 "$T/x-$pair.json" "$path" 1 >/dev/null 2>&1
+            run_wrk "x.$pair.c1.r$round" 1 "$T/x-$pair.json" "$path" "$BENCH_XLAT_SECONDS"
+            run_wrk "x.$pair.c16.r$round" 16 "$T/x-$pair.json" "$path" "$BENCH_XLAT_SECONDS"
+            run_wrk "x.$pair.s16.r$round" 16 "$T/x-$pair-s.json" "$path" "$BENCH_XLAT_SECONDS"
+            stop_gw
+        done
+    done
     for pair in oa-oa oa-an an-an an-oa; do
-        # A fresh sluice per pair: the streams aborted at the end of a run must not carry over (see docs/benchmarks.md)
-        start_gw sluice
-        local path=/v1/chat/completions
-        if [[ $pair == an-* ]]; then path=/v1/messages; fi
-        run_wrk "x.$pair.warm" 16 "$T/x-$pair.json" "$path" 1 >/dev/null 2>&1
-        run_wrk "x.$pair.c1" 1 "$T/x-$pair.json" "$path" "$BENCH_XLAT_SECONDS"
-        run_wrk "x.$pair.c16" 16 "$T/x-$pair.json" "$path" "$BENCH_XLAT_SECONDS"
-        run_wrk "x.$pair.s16" 16 "$T/x-$pair-s.json" "$path" "$BENCH_XLAT_SECONDS"
-        stop_gw
+        best_of "x.$pair.c1" "$BENCH_ROUNDS" p50
+        best_of "x.$pair.c16" "$BENCH_ROUNDS" rps
+        best_of "x.$pair.s16" "$BENCH_ROUNDS" rps
     done
     stop_pid "$MOCK_PID"
 }
