@@ -10,6 +10,7 @@ DEB_PACKAGES=(
   libuv1-dev libcurl4-openssl-dev libyaml-dev libhiredis-dev libssl-dev libnghttp2-dev libcmocka-dev
   libcjson-dev
   redis-server nginx-light wrk curl nodejs npm
+  iproute2 procps
 )
 
 missing=()

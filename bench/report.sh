@@ -1,0 +1,238 @@
+# bench/report.sh: sourced by bench/run.sh; write_report renders the R[]
+# results collected there as the markdown of bench/RESULTS.md.
+
+v() { echo "${R[$1]:-}"; }                        # a result, empty when absent
+us() { local x; x=$(v "$1"); [ -n "$x" ] && echo "$x" || echo "—"; }
+fmt_rps() { local x; x=$(v "$1"); [ -n "$x" ] && calc "$x" 0 || echo "—"; }
+fmt_mb() { local x; x=$(v "$1"); [ -n "$x" ] && mb "$x" || echo "—"; }
+ratio() { # ratio A B [digits]: A/B or — when either is missing or B is 0
+    local a=$1 b=$2
+    if [ -z "$a" ] || [ -z "$b" ] || [ "$(calc "$b == 0" 0)" = 1 ]; then echo "—"; else calc "$a / $b" "${3:-2}"; fi
+}
+added() { # added TARGET METRIC: the target's latency minus direct's, in µs
+    local a b; a=$(v "$1.c1.$2"); b=$(v "direct.c1.$2")
+    if [ -z "$a" ] || [ -z "$b" ]; then echo ""; else echo $((a - b)); fi
+}
+has() { [[ " $BENCH_TARGETS " == *" $1 "* ]] && [ "${R[$1.failed]:-0}" != 1 ]; }
+verdict() { [ "$(calc "$1" 0)" = 1 ] && echo "met" || echo "**not met**"; }
+
+machine() {
+    local cpu; cpu=$(awk -F: '/model name/ { sub(/^ +/, "", $2); print $2; exit }' /proc/cpuinfo)
+    local rev; rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    git diff --quiet HEAD 2>/dev/null || rev="$rev (with uncommitted changes)"
+    echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- Machine: $(nproc) cores, ${cpu:-unknown CPU}, $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)"
+    echo "- Commit: $rev; sluice $("$SLUICE" --version 2>/dev/null | head -1)"
+    echo "- Others: $(nginx -v 2>&1 | sed 's/.*: //'), Portkey gateway $(node -p "require('$ROOT/bench/node_modules/@portkey-ai/gateway/package.json').version" 2>/dev/null || echo '—') on node $(node --version 2>/dev/null) (@hono/node-server $(node -p "require('$ROOT/bench/node_modules/@hono/node-server/package.json').version" 2>/dev/null || echo '—')), $(wrk --version 2>&1 | head -1 | awk '{ print "wrk", $2 }')"
+    echo "- Machine load (1/5/15-min load average) at the start: $(v load_start); at the end: $(v load_end). Other jobs were running on this machine unless these are near 0: see the \"others CPU\" column."
+    echo "- Processes under test and load generators run at nice $BENCH_NICE (BENCH_NICE)."
+    echo "- Open-file limit: $FD_LIMIT; run took $(v wall_s) s; BENCH_SECONDS=$BENCH_SECONDS, BENCH_XLAT_SECONDS=$BENCH_XLAT_SECONDS, BENCH_ROUNDS=$BENCH_ROUNDS, streams of $BENCH_STREAM_TOKENS tokens every $BENCH_ITL_MS ms, stall = a gap over $BENCH_STALL_MS ms, ramp $BENCH_RAMP streams/s"
+    if [ "$BENCH_PIN" = 1 ]; then
+        echo "- Cores: the gateway under test is pinned to core $GW_CPU (one worker: sluice \`workers: 1\`, nginx \`worker_processes 1\`, Portkey is one node process); wrk, the SSE client and the mock share core $LOAD_CPU. Direct runs put the mock on core $GW_CPU. (taskset)"
+    else
+        echo "- Cores: not pinned (BENCH_PIN=0)."
+    fi
+}
+
+section_latency() {
+    echo "## Added latency at 1 connection (1 KB chat body, non-streamed)"
+    echo
+    echo "Latency measured by wrk, one connection, ${BENCH_SECONDS} s, best (lowest p50) of ${BENCH_ROUNDS} interleaved rounds; added = the gateway's percentile minus direct's."
+    echo
+    echo "| target | p50 µs | p99 µs | added p50 µs | added p99 µs | req/s |"
+    echo "|---|---|---|---|---|---|"
+    for t in $BENCH_TARGETS; do
+        has "$t" || { echo "| $t | failed | | | | |"; continue; }
+        local a50 a99; a50=$(added "$t" p50_us); a99=$(added "$t" p99_us)
+        [ "$t" = direct ] && a50="(floor)" && a99=""
+        echo "| $t | $(us "$t.c1.p50_us") | $(us "$t.c1.p99_us") | ${a50:-—} | ${a99:-—} | $(fmt_rps "$t.c1.rps") |"
+    done
+    echo
+}
+
+section_rps() {
+    echo "## Requests per second (non-streamed chat, 16-token answer)"
+    echo
+    echo "wrk, one thread, ${BENCH_SECONDS} s per run; the best of ${BENCH_ROUNDS} rounds (targets interleaved, so that other jobs on the machine hit them alike)."
+    echo
+    echo "| target | 1 KB, 16 conn | 1 KB, 64 conn | 256 KB, 16 conn | 256 KB, 64 conn | 256 KB / 1 KB at 16 |"
+    echo "|---|---|---|---|---|---|"
+    for t in $BENCH_TARGETS; do
+        has "$t" || continue
+        echo "| $t | $(fmt_rps "$t.1k.c16.rps") | $(fmt_rps "$t.1k.c64.rps") | $(fmt_rps "$t.256k.c16.rps") | $(fmt_rps "$t.256k.c64.rps") | $(ratio "$(v "$t.256k.c16.rps")" "$(v "$t.1k.c16.rps")") |"
+    done
+    echo
+    echo "Each run in detail (p50/p99 in µs; CPU = share of one core used during the run by the gateway, the mock, wrk, and"
+    echo "everything else on the machine (\"others\": other jobs; a high figure there means the run was disturbed);"
+    echo "RSS = the gateway's peak during the run, VmHWM):"
+    echo
+    echo "| run | best round | req/s | p50 | p99 | errors | gateway CPU % | mock CPU % | wrk CPU % | others CPU % | gateway RSS MB |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    for t in $BENCH_TARGETS; do
+        has "$t" || continue
+        for k in c1 1k.c16 1k.c64 256k.c16 256k.c64; do
+            echo "| $t $k | $(us "$t.$k.round") | $(fmt_rps "$t.$k.rps") | $(us "$t.$k.p50_us") | $(us "$t.$k.p99_us") | $(us "$t.$k.errors") | $(us "$t.$k.gw_cpu") | $(us "$t.$k.mock_cpu") | $(us "$t.$k.load_cpu") | $(us "$t.$k.others_cpu") | $(fmt_mb "$t.$k.hwm_kb") |"
+        done
+    done
+    echo
+}
+
+section_streams() {
+    echo "## Concurrent SSE streams"
+    echo
+    echo "bench/sse_load opens the streams at $BENCH_RAMP a second; each streams $BENCH_STREAM_TOKENS tokens $BENCH_ITL_MS ms apart (mock time to first token 0)."
+    echo "ok = answered 200 and ended with \`[DONE]\`; stall-free = ok and no gap between two events over $BENCH_STALL_MS ms;"
+    echo "max gap = each stream's largest gap between events (expected: $BENCH_ITL_MS ms), its p50/p99/max over the streams;"
+    echo "added TTFT p99 = the target's p99 time to first event minus direct's at the same count. RSS = the gateway's peak (VmHWM, all its processes)."
+    echo
+    echo "| target | streams | processes | ok | stall-free | peak open | TTFT p50 ms | TTFT p99 ms | added TTFT p99 ms | max gap p50 / p99 / max ms | errors | CPU % gateway / mock / whole machine | RSS MB |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    for t in $BENCH_TARGETS; do
+        has "$t" || continue
+        for n in $BENCH_STREAMS; do
+            local k=$t.s$n at="—"
+            if [ "$t" != direct ] && [ -n "$(v "$k.ttft_p99")" ] && [ -n "$(v "direct.s$n.ttft_p99")" ]; then
+                at=$(calc "$(v "$k.ttft_p99") - $(v "direct.s$n.ttft_p99")" 2)
+            fi
+            local procs; procs=$(us "$k.procs"); [ "$t" = direct ] && procs="—"
+            echo "| $t | $n | $procs | $(us "$k.ok") | $(us "$k.stall_free") | $(us "$k.peak_open") | $(us "$k.ttft_p50") | $(us "$k.ttft_p99") | $at | $(us "$k.gap_p50") / $(us "$k.gap_p99") / $(us "$k.gap_max") | $(us "$k.errors") | $(us "$k.gw_cpu") / $(us "$k.mock_cpu") / $(us "$k.busy_cpu") of $((NCPU * 100)) | $(fmt_mb "$k.hwm_kb") |"
+        done
+    done
+    echo
+    echo "Errors are connect / status / io / timeout / incomplete as counted by sse_load; the raw lines are in the run's log."
+    echo
+}
+
+section_memory() {
+    echo "## Memory (RSS, MB)"
+    echo
+    local hdr="| target | idle (after start) | 1 KB c16 | 1 KB c64 | 256 KB c16 | 256 KB c64 |" sep="|---|---|---|---|---|---|"
+    for n in $BENCH_STREAMS; do hdr="$hdr $n streams |"; sep="$sep---|"; done
+    echo "$hdr"; echo "$sep"
+    for t in $BENCH_TARGETS; do
+        has "$t" && [ "$t" != direct ] || continue
+        local row="| $t | $(fmt_mb "$t.idle_kb") | $(fmt_mb "$t.1k.c16.hwm_kb") | $(fmt_mb "$t.1k.c64.hwm_kb") | $(fmt_mb "$t.256k.c16.hwm_kb") | $(fmt_mb "$t.256k.c64.hwm_kb") |"
+        for n in $BENCH_STREAMS; do row="$row $(fmt_mb "$t.s$n.hwm_kb") |"; done
+        echo "$row"
+    done
+    echo
+    echo "Under load = peak RSS (VmHWM, reset through /proc/PID/clear_refs before each run); nginx counts master and workers."
+    echo
+}
+
+section_ratios() {
+    echo "## Ratios"
+    echo
+    echo "| measure | sluice / nginx | sluice / Portkey |"
+    echo "|---|---|---|"
+    for k in 1k.c16 1k.c64 256k.c16 256k.c64; do
+        echo "| req/s $k (higher is better) | $(ratio "$(v sluice.$k.rps)" "$(v nginx.$k.rps)") | $(ratio "$(v sluice.$k.rps)" "$(v portkey.$k.rps)" 1) |"
+    done
+    for m in p50_us p99_us; do
+        echo "| added latency ${m%_us} at 1 conn (lower is better) | $(ratio "$(added sluice $m)" "$(added nginx $m)") | $(ratio "$(added sluice $m)" "$(added portkey $m)" 3) |"
+    done
+    echo "| RSS idle (lower is better) | $(ratio "$(v sluice.idle_kb)" "$(v nginx.idle_kb)") | $(ratio "$(v sluice.idle_kb)" "$(v portkey.idle_kb)") |"
+    echo "| RSS at 1 KB c64 (lower is better) | $(ratio "$(v sluice.1k.c64.hwm_kb)" "$(v nginx.1k.c64.hwm_kb)") | $(ratio "$(v sluice.1k.c64.hwm_kb)" "$(v portkey.1k.c64.hwm_kb)") |"
+    echo
+}
+
+section_translation() {
+    has sluice || return 0
+    echo "## Translation cost (sluice)"
+    echo
+    echo "Same 1 KB conversation; the mock answers 16 tokens in the protocol it is asked in. Pass-through rows are the baselines. Best of ${BENCH_ROUNDS} rounds of ${BENCH_XLAT_SECONDS} s."
+    echo
+    echo "| inbound -> provider | c1 p50 µs | c1 p99 µs | req/s c16 | vs pass-through | streamed req/s c16 | vs pass-through | errors c1/c16/streamed | sluice CPU % c16 / streamed |"
+    echo "|---|---|---|---|---|---|---|---|---|"
+    local name base
+    for pair in oa-oa oa-an an-an an-oa; do
+        case $pair in
+        oa-oa) name="OpenAI -> OpenAI (pass-through)"; base=oa-oa ;;
+        oa-an) name="OpenAI -> Anthropic"; base=oa-oa ;;
+        an-an) name="Anthropic -> Anthropic (pass-through)"; base=an-an ;;
+        an-oa) name="Anthropic -> OpenAI"; base=an-an ;;
+        esac
+        echo "| $name | $(us "x.$pair.c1.p50_us") | $(us "x.$pair.c1.p99_us") | $(fmt_rps "x.$pair.c16.rps") | $(ratio "$(v "x.$pair.c16.rps")" "$(v "x.$base.c16.rps")") | $(fmt_rps "x.$pair.s16.rps") | $(ratio "$(v "x.$pair.s16.rps")" "$(v "x.$base.s16.rps")") | $(us "x.$pair.c1.errors")/$(us "x.$pair.c16.errors")/$(us "x.$pair.s16.errors") | $(us "x.$pair.c16.gw_cpu") / $(us "x.$pair.s16.gw_cpu") |"
+    done
+    local e=0
+    for pair in oa-oa oa-an an-an an-oa; do for k in c1 c16 s16; do e=$((e + ${R[x.$pair.$k.errors]:-0})); done; done
+    echo
+    echo "Errors over all translation runs: $e."
+    echo
+}
+
+section_targets() {
+    echo "## Issue 7 targets"
+    echo
+    local s16 n16 p16; s16=$(v sluice.1k.c16.rps); n16=$(v nginx.1k.c16.rps); p16=$(v portkey.1k.c16.rps)
+    local sa50 na50 sa99 na99; sa50=$(added sluice p50_us); na50=$(added nginx p50_us); sa99=$(added sluice p99_us); na99=$(added nginx p99_us)
+    local big; big=$(echo "$BENCH_STREAMS" | tr ' ' '\n' | sort -n | tail -1)
+    echo "| target | figure | verdict |"
+    echo "|---|---|---|"
+    [ -n "$s16" ] && [ -n "$n16" ] && echo "| req/s at 16 conn ≥ nginx's | $(calc "$s16" 0) vs $(calc "$n16" 0) ($(ratio "$s16" "$n16")×) | $(verdict "$s16 >= $n16") |"
+    [ -n "$s16" ] && [ -n "$p16" ] && echo "| req/s at 16 conn ≥ 20× Portkey's | $(ratio "$s16" "$p16" 1)× | $(verdict "$s16 >= 20 * $p16") |"
+    [ -n "$sa50" ] && [ -n "$na50" ] && echo "| added p50 at 1 conn ≤ nginx's | $sa50 µs vs $na50 µs | $(verdict "$sa50 <= $na50") |"
+    if [ -n "$sa99" ] && [ -n "$na99" ]; then
+        if [ "$sa99" -lt 0 ] || [ "$na99" -lt 0 ]; then
+            echo "| added p99 at 1 conn ≤ 1.2× nginx's | $sa99 µs vs $na99 µs | inconclusive (direct's p99 was the highest: noise) |"
+        else
+            echo "| added p99 at 1 conn ≤ 1.2× nginx's | $sa99 µs vs $na99 µs | $(verdict "$sa99 <= 1.2 * $na99") |"
+        fi
+    fi
+    if [ -n "$(v "sluice.s$big.ok")" ]; then
+        echo "| $big streams, every one stall-free | $(v "sluice.s$big.stall_free") of $big stall-free ($(v "sluice.s$big.procs") process(es)) | $(verdict "$(v "sluice.s$big.stall_free") >= $big") |"
+        echo "| RSS < 256 MB while holding $big streams | $(fmt_mb "sluice.s$big.hwm_kb") MB | $(verdict "$(v "sluice.s$big.hwm_kb") < 262144") |"
+    fi
+    [ -n "$(v sluice.idle_kb)" ] && echo "| idle RSS < 10 MB | $(fmt_mb sluice.idle_kb) MB | $(verdict "$(v sluice.idle_kb) < 10240") |"
+    [ -n "$(v sluice.256k.c16.rps)" ] && echo "| 256 KB req/s within 2× of 1 KB | $(ratio "$(v sluice.1k.c16.rps)" "$(v sluice.256k.c16.rps)")× slower | $(verdict "$(v sluice.256k.c16.rps) * 2 >= $s16") |"
+    echo
+}
+
+section_profile() {
+    [ -s "$T/perf-flat.txt" ] || return 0
+    echo "## Profile: sluice under 1 KB bodies, 16 connections"
+    echo
+    echo "\`perf record -F 999 -g\` on the sluice process during a wrk run; self time by symbol (≥ 1.5 %):"
+    echo
+    echo '```'
+    cat "$T/perf-flat.txt"
+    echo '```'
+    echo
+    echo "Self time by binary:"
+    echo
+    echo '```'
+    cat "$T/perf-dso.txt"
+    echo '```'
+    echo
+    echo "User-space functions including their callees (≥ 2 %; the kernel time they cause is in these figures):"
+    echo
+    echo '```'
+    cat "$T/perf-children.txt"
+    echo '```'
+    echo
+}
+
+write_report() {
+    echo "# Benchmark results"
+    echo
+    echo "Written by \`make bench\` (bench/run.sh; method in docs/benchmarks.md). Every figure below comes from one run"
+    echo "on one machine against the same sluice-mock. Absolute numbers move with the machine and whatever else runs"
+    echo "on it; the ratios between targets measured in the same run are the meaningful part."
+    echo
+    machine
+    echo
+    section_latency
+    section_rps
+    section_ratios
+    section_streams
+    section_memory
+    section_translation
+    section_targets
+    echo "## JSON (sluice's reader and splice vs cJSON)"
+    echo
+    echo "bench/json_bench.c, ${BENCH_JSON_SECONDS} s per cell, pinned to core $LOAD_CPU:"
+    echo
+    cat "$T/json.md"
+    echo
+    section_profile
+}
