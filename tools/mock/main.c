@@ -31,7 +31,7 @@ static void usage(FILE *f)
 {
     fputs("usage: sluice-mock [--host 127.0.0.1] [--port 9999] [--workers 1] [--ttft-ms 0] [--itl-ms 0]\n"
           "                   [--tokens 16] [--status 200] [--fail-after N] [--fail-mode reset|event|malformed|stall]\n"
-          "                   [--embedding-dim 8] [--quiet]\n"
+          "                   [--embedding-dim 8] [--key-status KEY=STATUS[:RETRY_AFTER_S]]... [--quiet]\n"
           "  inference-server mode: [--max-batch N] [--max-queue 1024] [--prefill-us-per-token 0]\n"
           "                   [--decode-ms-per-token 0] [--cache-tokens 0] [--cache-block-tokens 16]\n"
           "See docs/mock.md for the x-mock-* request headers and the /mock/ read-back API.\n",
@@ -83,6 +83,10 @@ static void parse_args(int argc, char **argv, sl_mock_opts *o)
         else if (!strcmp(a, "--fail-after")) o->fail_after = !strcmp(v, "-1") ? -1 : (int64_t)num(a, v, 0, SL_MOCK_MAX_TOKENS);
         else if (!strcmp(a, "--fail-mode")) {
             if (!sl_mock_fail_mode_parse(sl_str_from_cstr(v), &o->fail_mode)) die_usage(a, "reset|event|malformed|stall");
+        } else if (!strcmp(a, "--key-status")) {
+            if (o->nkey_rules == SL_MOCK_MAX_KEY_RULES) die_usage(a, "too many (at most 64)");
+            if (!sl_mock_key_rule_parse(sl_str_from_cstr(v), &o->key_rules[o->nkey_rules++]))
+                die_usage(a, "KEY=STATUS[:RETRY_AFTER_S], status 400-599, retry-after 0-86400");
         } else if (!strcmp(a, "--embedding-dim")) o->embedding_dim = (uint32_t)num(a, v, 1, SL_MOCK_MAX_EMBED_DIM);
         else if (!strcmp(a, "--max-batch")) o->max_batch = (uint32_t)num(a, v, 1, 4096);
         else if (!strcmp(a, "--max-queue")) o->max_queue = (uint32_t)num(a, v, 0, 1000000);

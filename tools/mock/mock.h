@@ -37,6 +37,8 @@
 #define SL_MOCK_MAX_BODY (64u << 20)    /* request body accepted */
 #define SL_MOCK_MAX_OUT (512u << 20)    /* rendered response */
 #define SL_MOCK_ARG_FRAGMENT 8          /* bytes of tool-call arguments per streamed fragment */
+#define SL_MOCK_MAX_KEY_RULES 64        /* --key-status flags */
+#define SL_MOCK_MAX_KEY_LEN 512         /* bytes of one API key in --key-status */
 
 typedef enum {
     SL_MOCK_FAIL_RESET = 0,
@@ -44,6 +46,13 @@ typedef enum {
     SL_MOCK_FAIL_MALFORMED,
     SL_MOCK_FAIL_STALL,
 } sl_mock_fail_mode;
+
+/* --key-status KEY=STATUS[:RETRY_AFTER_S]: how requests sent with one API key are answered. */
+typedef struct sl_mock_key_rule {
+    sl_str key;          /* points into argv */
+    int status;          /* 400-599 */
+    int64_t retry_after; /* seconds; -1: no retry-after header */
+} sl_mock_key_rule;
 
 /* Command-line options: the defaults for every request. */
 typedef struct sl_mock_opts {
@@ -60,6 +69,8 @@ typedef struct sl_mock_opts {
     uint32_t max_batch, max_queue;
     uint64_t prefill_us_per_token, decode_ms_per_token;
     uint64_t cache_tokens, cache_block_tokens;
+    sl_mock_key_rule key_rules[SL_MOCK_MAX_KEY_RULES];
+    size_t nkey_rules;
 } sl_mock_opts;
 
 /* The options as overridden by one request's x-mock-* headers. */
@@ -135,6 +146,12 @@ void sl_mock_handle(sl_hx *hx, void *ctx); /* the server's handler; ctx is the s
 /* Parses x-mock-* headers over the defaults; on a bad value returns SL_EINVAL with *why set. */
 int sl_mock_knobs_parse(const sl_http_request *req, const sl_mock_opts *o, sl_mock_knobs *k, const char **why);
 bool sl_mock_fail_mode_parse(sl_str s, sl_mock_fail_mode *out);
+/* Parses one --key-status value ("KEY=STATUS[:RETRY_AFTER_S]"; the key is everything before the last '='). */
+bool sl_mock_key_rule_parse(sl_str s, sl_mock_key_rule *out);
+/* The API key a request carries: Authorization: Bearer, x-api-key, x-goog-api-key or ?key= (first found). */
+sl_str sl_mock_request_key(const sl_http_request *req);
+/* The rule for the request's key, or NULL. */
+const sl_mock_key_rule *sl_mock_key_rule_find(const sl_mock_opts *o, const sl_http_request *req);
 
 /* ---- rendering helpers shared by the builders (mock_run.c) ---- */
 int sl_mock_piece_begin(sl_mock_run *r, sl_mock_piece_kind kind);

@@ -95,6 +95,72 @@ int sl_mock_knobs_parse(const sl_http_request *req, const sl_mock_opts *o, sl_mo
     return SL_OK;
 }
 
+/* ---- per-key answers (--key-status) ---- */
+
+bool sl_mock_key_rule_parse(sl_str s, sl_mock_key_rule *out)
+{
+    size_t eq = s.n;
+    while (eq > 0 && s.p[eq - 1] != '=') eq--;
+    if (eq < 2 || eq - 1 > SL_MOCK_MAX_KEY_LEN) return false; /* no '=', or an empty / overlong key */
+    sl_str key = {s.p, eq - 1}, rest = {s.p + eq, s.n - eq};
+    const char *colon = memchr(rest.p, ':', rest.n);
+    sl_str st = colon ? (sl_str){rest.p, (size_t)(colon - rest.p)} : rest;
+    uint64_t status, ra = 0;
+    if (!knob_u64(st, 599, &status) || status < 400) return false;
+    if (colon && !knob_u64((sl_str){colon + 1, rest.n - st.n - 1}, 86400, &ra)) return false;
+    *out = (sl_mock_key_rule){key, (int)status, colon ? (int64_t)ra : -1};
+    return true;
+}
+
+/* The value of `key=` in a query string, or an empty slice. */
+static sl_str query_key(sl_str q)
+{
+    while (q.n) {
+        const char *amp = memchr(q.p, '&', q.n);
+        sl_str pair = {q.p, amp ? (size_t)(amp - q.p) : q.n};
+        if (sl_str_starts_with(pair, SL_STR("key="))) return (sl_str){pair.p + 4, pair.n - 4};
+        if (!amp) break;
+        q.n -= pair.n + 1, q.p = amp + 1;
+    }
+    return SL_STR_NULL;
+}
+
+sl_str sl_mock_request_key(const sl_http_request *req)
+{
+    static const sl_str bearer = SL_STR("bearer ");
+    for (size_t i = 0; i < req->nheaders; i++) {
+        sl_str n = req->headers[i].name, v = sl_str_trim(req->headers[i].value);
+        if (sl_str_case_eq(n, SL_STR("authorization"))) {
+            if (v.n > bearer.n && sl_str_case_eq((sl_str){v.p, bearer.n}, bearer))
+                return sl_str_trim((sl_str){v.p + bearer.n, v.n - bearer.n});
+        } else if (sl_str_case_eq(n, SL_STR("x-api-key")) || sl_str_case_eq(n, SL_STR("x-goog-api-key"))) {
+            if (v.n) return v;
+        }
+    }
+    return query_key(req->query);
+}
+
+const sl_mock_key_rule *sl_mock_key_rule_find(const sl_mock_opts *o, const sl_http_request *req)
+{
+    if (!o->nkey_rules) return NULL;
+    sl_str key = sl_mock_request_key(req);
+    if (!key.n) return NULL;
+    for (size_t i = 0; i < o->nkey_rules; i++)
+        if (sl_str_eq(key, o->key_rules[i].key)) return &o->key_rules[i];
+    return NULL;
+}
+
+/* What a provider says about a key it refuses, by status. */
+static const char *key_message(int status)
+{
+    switch (status) {
+    case 401: return "mock: invalid API key";
+    case 403: return "mock: this API key may not use this endpoint";
+    case 429: return "mock: rate limit reached for this API key";
+    default: return "mock: injected status for this API key";
+    }
+}
+
 /* ---- read-back endpoints ---- */
 
 static void reply(sl_hx *hx, int status, sl_buf *b)
@@ -213,10 +279,15 @@ void sl_mock_handle(sl_hx *hx, void *ctx)
     route rt = route_of(&hx->req);
     r->proto = rt.proto;
     const char *why = NULL;
+    const sl_mock_key_rule *kr = NULL;
     if (sl_mock_knobs_parse(&hx->req, o, &r->k, &why)) {
         sl_mock_plan_error(r, 400, why);
     } else if (rt.bad_method) {
         sl_mock_plan_error(r, 405, "mock: method not allowed");
+    } else if (rt.ep != EP_NONE && (kr = sl_mock_key_rule_find(o, &hx->req))) {
+        /* a provider checks the key before anything else in the request */
+        if (kr->retry_after >= 0) r->k.retry_after = kr->retry_after;
+        sl_mock_plan_error(r, kr->status, key_message(kr->status));
     } else if (rt.ep != EP_NONE && r->k.status >= 400) {
         char *msg = sl_arena_printf(&hx->arena, "mock: injected status %d", r->k.status);
         sl_mock_plan_error(r, r->k.status, msg ? msg : "mock: injected status");
