@@ -307,6 +307,15 @@ int sl_lbshare_parse_counts(sl_str s, int64_t *out, size_t n);
 void sl_lbshare_record(sl_lb_model *lm, uint32_t target, const uint64_t *h, size_t n);
 /* Whether lm's remote counts are usable at now_ms. */
 bool sl_lbshare_remote_fresh(sl_lb_model *lm, uint64_t now_ms);
+/* One sync round of lm on st (see lbshared_redis.c): publishes the outbox and this process's counts
+ * as instance, reads the others'; cb gets the script's answer, for sl_lbshare_round_apply. */
+struct sl_state;
+struct sl_state_item;
+int sl_lbshare_round_start(struct sl_state *st, sl_lb_model *lm, uint64_t instance,
+                           void (*cb)(void *ud, int err, const struct sl_state_item *items, size_t n), void *ud);
+/* Applies a round's answer: the other instances' index inserts and counts (remote, fresh as of now_ms). */
+int sl_lbshare_round_apply(sl_lb_model *lm, uint64_t instance, const struct sl_state_item *items, size_t n,
+                           uint64_t now_ms);
 
 /* Per gateway worker: runs the sync rounds on its loop (one worker per model and round). */
 struct sl_gw_worker;

@@ -260,39 +260,33 @@ static void round_failed(round *rd, int err)
                 "it answers again", sl_strerror(err));
 }
 
-static void round_done(round *rd, const sl_state_item *it, size_t n)
+int sl_lbshare_round_apply(sl_lb_model *lm, uint64_t instance, const sl_state_item *it, size_t n, uint64_t now)
 {
-    sl_lb_model *lm = rd->lm;
-    if (n < 3 || !it[0].is_int || !it[1].is_int || it[2].is_int) {
-        round_failed(rd, SL_EPARSE);
-        return;
-    }
+    if (n < 3 || !it[0].is_int || !it[1].is_int || it[2].is_int) return SL_EPARSE;
+    int64_t sums[SL_BAL_MAX_PICK];
+    size_t nt = SL_MIN((size_t)lm->ntargets, SL_ARRAY_LEN(sums));
+    if (sl_lbshare_parse_counts(it[2].s, sums, nt) != SL_OK) return SL_EPARSE;
     size_t bad = 0, records = 0;
     for (size_t i = 3; i < n && lm->ix; i++) {
         size_t got = 0;
-        if (sl_lbshare_apply(lm->ix, lm->ntargets, it[i].s, sl_lbshare_instance(), &got) != SL_OK) bad++;
+        if (sl_lbshare_apply(lm->ix, lm->ntargets, it[i].s, instance, &got) != SL_OK) bad++;
         records += got;
     }
     lm->cursor = it[0].num;
-    int64_t sums[SL_BAL_MAX_PICK];
-    size_t nt = SL_MIN((size_t)lm->ntargets, SL_ARRAY_LEN(sums));
-    if (sl_lbshare_parse_counts(it[2].s, sums, nt) != SL_OK) {
-        round_failed(rd, SL_EPARSE);
-        return;
-    }
     for (size_t i = 0; i < nt; i++) atomic_store_explicit(&lm->t[i].remote, sums[i], memory_order_relaxed);
-    atomic_store_explicit(&lm->remote_at_ms, now_ms(), memory_order_relaxed);
-    if (atomic_exchange(&lm->share_down, false)) sl_info("balance: sharing state through redis again");
+    atomic_store_explicit(&lm->remote_at_ms, now ? now : 1, memory_order_relaxed);
     if (it[1].num > 0 || bad)
         sl_debug("balance: redis log: %" PRId64 " entries skipped (fell behind), %zu malformed", it[1].num, bad);
     if (records) sl_debug("balance: applied %zu index inserts of other instances", records);
+    return SL_OK;
 }
 
 static void on_round(void *ud, int err, const sl_state_item *it, size_t n)
 {
     round *rd = ud;
+    if (err == SL_OK) err = sl_lbshare_round_apply(rd->lm, sl_lbshare_instance(), it, n, now_ms());
     if (err != SL_OK) round_failed(rd, err);
-    else round_done(rd, it, n);
+    else if (atomic_exchange(&rd->lm->share_down, false)) sl_info("balance: sharing state through redis again");
     atomic_store(&rd->lm->syncing, false);
     sl_lb_model_put(rd->lm);
     sl_free(rd);
@@ -309,17 +303,17 @@ static void take_outbox(sl_lb_model *lm, sl_buf *batch)
     pthread_mutex_unlock(&lm->out_lock);
 }
 
-static void start_round(struct sl_lbsync *s, sl_lb_model *lm)
+int sl_lbshare_round_start(sl_state *st, sl_lb_model *lm, uint64_t instance, sl_items_cb cb, void *ud)
 {
-    round *rd = sl_calloc(1, sizeof *rd);
+    pthread_once(&script_once, init_script);
     sl_buf batch, counts;
-    take_outbox(lm, &batch);
+    take_outbox(lm, &batch); /* a round that fails loses it: Redis is down, the others cannot learn it anyway */
     sl_buf_init(&counts, 8192);
     int64_t mine[SL_BAL_MAX_PICK];
     size_t nt = SL_MIN((size_t)lm->ntargets, SL_ARRAY_LEN(mine));
     for (size_t i = 0; i < nt; i++) mine[i] = atomic_load_explicit(&lm->t[i].inflight, memory_order_relaxed);
     char id[24], cur[24], ring[16], rmax[16], lttl[24], cttl[24], klog[64], kif[64];
-    snprintf(id, sizeof id, "%016" PRIx64, sl_lbshare_instance());
+    snprintf(id, sizeof id, "%016" PRIx64, instance);
     snprintf(cur, sizeof cur, "%" PRId64, lm->cursor);
     snprintf(ring, sizeof ring, "%d", SL_LBSHARE_RING);
     snprintf(rmax, sizeof rmax, "%d", SL_LBSHARE_READ_MAX);
@@ -327,27 +321,34 @@ static void start_round(struct sl_lbsync *s, sl_lb_model *lm)
     snprintf(cttl, sizeof cttl, "%d", SL_LBSHARE_COUNT_TTL_MS);
     snprintf(klog, sizeof klog, "lb:{%016" PRIx64 "}:log", lm->share_sig);
     snprintf(kif, sizeof kif, "lb:{%016" PRIx64 "}:if", lm->share_sig);
-    int rc = rd && sl_lbshare_format_counts(&counts, mine, nt) == SL_OK ? SL_OK : SL_ENOMEM;
+    int rc = sl_lbshare_format_counts(&counts, mine, nt);
     if (rc == SL_OK) {
         sl_str keys[2] = {sl_str_from_cstr(klog), sl_str_from_cstr(kif)};
-        sl_str args[8] = {sl_str_from_cstr(id),   sl_buf_str(&batch),   sl_str_from_cstr(cur),
+        sl_str args[8] = {sl_str_from_cstr(id),   sl_buf_str(&batch),     sl_str_from_cstr(cur),
                           sl_str_from_cstr(ring), sl_str_from_cstr(rmax), sl_str_from_cstr(lttl),
                           sl_buf_str(&counts),    sl_str_from_cstr(cttl)};
         if (!args[1].p) args[1] = SL_STR("");
         if (!args[6].p) args[6] = SL_STR("");
-        atomic_fetch_add(&lm->refs, 1);
-        rd->s = s, rd->lm = lm;
-        rc = sl_state_eval(s->st, &round_script, keys, 2, args, 8, on_round, rd, NULL);
-        if (rc != SL_OK) sl_lb_model_put(lm);
+        rc = sl_state_eval(st, &round_script, keys, 2, args, 8, cb, ud, NULL);
     }
     sl_buf_free(&batch);
     sl_buf_free(&counts);
-    if (rc == SL_OK) return; /* on_round ends it */
+    return rc;
+}
+
+static void start_round(struct sl_lbsync *s, sl_lb_model *lm)
+{
+    round *rd = sl_calloc(1, sizeof *rd);
+    int rc = SL_ENOMEM;
     if (rd) {
         rd->s = s, rd->lm = lm;
+        atomic_fetch_add(&lm->refs, 1);
+        rc = sl_lbshare_round_start(s->st, lm, sl_lbshare_instance(), on_round, rd);
+        if (rc == SL_OK) return; /* on_round ends it */
+        sl_lb_model_put(lm);
         round_failed(rd, rc);
+        sl_free(rd);
     }
-    sl_free(rd);
     atomic_store(&lm->syncing, false);
 }
 
