@@ -244,6 +244,7 @@ typedef struct sl_lb_model {
     _Atomic uint64_t next_sync_ms; /* claimed by the worker that syncs next */
     _Atomic bool syncing;          /* a round is in flight: only its worker touches cursor */
     int64_t cursor;                /* last log entry applied; -1 = none yet */
+    char epoch[24];                /* the log the cursor counts in ("" = none yet) */
     _Atomic uint64_t remote_at_ms; /* when the remote counts were read (monotonic); 0 = not usable */
     _Atomic bool share_down;       /* the last round failed (logged once per outage) */
 } sl_lb_model;

@@ -15,9 +15,11 @@
  *      (field "seq" numbers them; entry i lives in field "e" i % ring);
  *   2. reads the entries after this process's cursor (at most
  *      SL_LBSHARE_READ_MAX; a cursor that fell more than a ring behind skips
- *      what was overwritten, a cursor past "seq" means the log was lost and
- *      starts over); the first round reads the whole ring, so a new instance
- *      starts with the others' affinity;
+ *      what was overwritten); the first round reads the whole ring, so a new
+ *      instance starts with the others' affinity. A log is named by a random
+ *      epoch set by whoever created it: when it is not the one the cursor
+ *      counts in (Redis restarted or flushed, the log expired), the cursor
+ *      starts over at that log's beginning;
  *   3. writes this process's in-flight counts per target (absolute numbers,
  *      not deltas: nothing drifts when a round is lost) under its instance
  *      id, stamped with Redis' clock, and returns the sum of the other
@@ -181,23 +183,26 @@ bool sl_lbshare_remote_fresh(sl_lb_model *lm, uint64_t now_ms)
 
 /*
  * KEYS: log hash, counts hash. ARGV: instance id, batch ('' = none), cursor
- * (-1 = first round), ring, read max, log ttl ms, counts, counts ttl ms.
- * Returns {cursor after, entries skipped, others' counts, entries...}.
+ * (-1 = first round), ring, read max, log ttl ms, counts, counts ttl ms, the
+ * epoch the cursor counts in, an epoch for a log this round creates.
+ * Returns {cursor after, entries skipped, others' counts, epoch, entries...}.
  */
 static const char round_lua[] =
     "if redis.replicate_commands then pcall(redis.replicate_commands) end\n"
     "local ring, rmax = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
     "local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')\n"
+    "local ep = redis.call('HGET', KEYS[1], 'epoch') or ''\n"
+    "if #ARGV[2] > 0 and ep == '' then ep = ARGV[10]; redis.call('HSET', KEYS[1], 'epoch', ep) end\n"
     "if #ARGV[2] > 0 then\n"
     "  seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)\n"
     "  redis.call('HSET', KEYS[1], 'e' .. (seq % ring), ARGV[2])\n"
     "  redis.call('PEXPIRE', KEYS[1], ARGV[6])\n"
     "end\n"
     "local cur, lost = tonumber(ARGV[3]), 0\n"
-    "if cur < 0 or cur > seq then cur = math.max(seq - ring, 0)\n"
+    "if cur < 0 or cur > seq or ep ~= ARGV[9] then cur = math.max(seq - ring, 0)\n"
     "elseif seq - cur > ring then lost = seq - ring - cur; cur = seq - ring end\n"
     "local to = math.min(seq, cur + rmax)\n"
-    "local out = {to, lost, ''}\n"
+    "local out = {to, lost, '', ep}\n"
     "for i = cur + 1, to do\n"
     "  local e = redis.call('HGET', KEYS[1], 'e' .. (i % ring))\n"
     "  if e then out[#out + 1] = e end\n"
@@ -262,17 +267,20 @@ static void round_failed(round *rd, int err)
 
 int sl_lbshare_round_apply(sl_lb_model *lm, uint64_t instance, const sl_state_item *it, size_t n, uint64_t now)
 {
-    if (n < 3 || !it[0].is_int || !it[1].is_int || it[2].is_int) return SL_EPARSE;
+    if (n < 4 || !it[0].is_int || !it[1].is_int || it[2].is_int || it[3].is_int || it[3].s.n >= sizeof lm->epoch)
+        return SL_EPARSE;
     int64_t sums[SL_BAL_MAX_PICK];
     size_t nt = SL_MIN((size_t)lm->ntargets, SL_ARRAY_LEN(sums));
     if (sl_lbshare_parse_counts(it[2].s, sums, nt) != SL_OK) return SL_EPARSE;
     size_t bad = 0, records = 0;
-    for (size_t i = 3; i < n && lm->ix; i++) {
+    for (size_t i = 4; i < n && lm->ix; i++) {
         size_t got = 0;
         if (sl_lbshare_apply(lm->ix, lm->ntargets, it[i].s, instance, &got) != SL_OK) bad++;
         records += got;
     }
     lm->cursor = it[0].num;
+    memcpy(lm->epoch, it[3].s.p ? it[3].s.p : "", it[3].s.n);
+    lm->epoch[it[3].s.n] = '\0';
     for (size_t i = 0; i < nt; i++) atomic_store_explicit(&lm->t[i].remote, sums[i], memory_order_relaxed);
     atomic_store_explicit(&lm->remote_at_ms, now ? now : 1, memory_order_relaxed);
     if (it[1].num > 0 || bad)
@@ -312,8 +320,9 @@ int sl_lbshare_round_start(sl_state *st, sl_lb_model *lm, uint64_t instance, sl_
     int64_t mine[SL_BAL_MAX_PICK];
     size_t nt = SL_MIN((size_t)lm->ntargets, SL_ARRAY_LEN(mine));
     for (size_t i = 0; i < nt; i++) mine[i] = atomic_load_explicit(&lm->t[i].inflight, memory_order_relaxed);
-    char id[24], cur[24], ring[16], rmax[16], lttl[24], cttl[24], klog[64], kif[64];
+    char id[24], cur[24], ring[16], rmax[16], lttl[24], cttl[24], klog[64], kif[64], fresh[24];
     snprintf(id, sizeof id, "%016" PRIx64, instance);
+    snprintf(fresh, sizeof fresh, "%016" PRIx64, (uint64_t)((instance ^ uv_hrtime()) * 0x9e3779b97f4a7c15ull));
     snprintf(cur, sizeof cur, "%" PRId64, lm->cursor);
     snprintf(ring, sizeof ring, "%d", SL_LBSHARE_RING);
     snprintf(rmax, sizeof rmax, "%d", SL_LBSHARE_READ_MAX);
@@ -324,12 +333,13 @@ int sl_lbshare_round_start(sl_state *st, sl_lb_model *lm, uint64_t instance, sl_
     int rc = sl_lbshare_format_counts(&counts, mine, nt);
     if (rc == SL_OK) {
         sl_str keys[2] = {sl_str_from_cstr(klog), sl_str_from_cstr(kif)};
-        sl_str args[8] = {sl_str_from_cstr(id),   sl_buf_str(&batch),     sl_str_from_cstr(cur),
-                          sl_str_from_cstr(ring), sl_str_from_cstr(rmax), sl_str_from_cstr(lttl),
-                          sl_buf_str(&counts),    sl_str_from_cstr(cttl)};
+        sl_str args[10] = {sl_str_from_cstr(id),   sl_buf_str(&batch),     sl_str_from_cstr(cur),
+                           sl_str_from_cstr(ring), sl_str_from_cstr(rmax), sl_str_from_cstr(lttl),
+                           sl_buf_str(&counts),    sl_str_from_cstr(cttl), sl_str_from_cstr(lm->epoch),
+                           sl_str_from_cstr(fresh)};
         if (!args[1].p) args[1] = SL_STR("");
         if (!args[6].p) args[6] = SL_STR("");
-        rc = sl_state_eval(st, &round_script, keys, 2, args, 8, cb, ud, NULL);
+        rc = sl_state_eval(st, &round_script, keys, 2, args, 10, cb, ud, NULL);
     }
     sl_buf_free(&batch);
     sl_buf_free(&counts);

@@ -152,7 +152,8 @@ async function sessionsStick(tag, nSessions, nTurns) {
   for (let turn = 0; turn < nTurns; turn++) {
     for (const [i, s] of sessions.entries()) {
       await synced(); // what the other instance picked is known here before this turn
-      const gw = (i + turn) % 2 ? gwA : gwB;
+      // first turns all on A: its two workers rotate among idle engines, so the sessions spread; then B, A, ...
+      const gw = turn % 2 ? gwB : gwA;
       s.messages.push({ role: 'user', content: `turn ${turn}: ${words(100 + i * 10 + turn, 30)}` });
       const r = await chat(gw, 'pc', s.messages, { stream: turn % 2 === 1 });
       s.used.push(r.provider);

@@ -7,7 +7,8 @@
  * a real redis-server on a loopback port when one is installed (skipped
  * otherwise), the round script: two "instances" share inserts and counts, a
  * new one starts with the log's past, one that fell a ring behind skips what
- * was overwritten, a silent instance's counts expire.
+ * was overwritten, a lost and refilled log is read from its start, a silent
+ * instance's counts expire.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -224,12 +225,12 @@ static int teardown(void **state)
 
 static const sl_model_cfg *model(fx *f, const char *name) { return sl_config_find_model(f->cfg, sl_str_from_cstr(name)); }
 
-/* A round's answer as the script gives it: cursor, skipped, the others' counts, entries. */
+/* A round's answer as the script gives it: cursor, skipped, the others' counts, epoch, entries. */
 static int answer(sl_lb_model *lm, const char *counts, const sl_str *entries, size_t n, uint64_t now)
 {
-    sl_state_item it[8] = {{.is_int = true, .num = 5}, {.is_int = true}, {.s = sl_str_from_cstr(counts)}};
-    for (size_t i = 0; i < n; i++) it[3 + i].s = entries[i];
-    return sl_lbshare_round_apply(lm, 1, it, 3 + n, now);
+    sl_state_item it[8] = {{.is_int = true, .num = 5}, {.is_int = true}, {.s = sl_str_from_cstr(counts)}, {.s = SL_STR("ep")}};
+    for (size_t i = 0; i < n; i++) it[4 + i].s = entries[i];
+    return sl_lbshare_round_apply(lm, 1, it, 4 + n, now);
 }
 
 static void test_remote_counts_in_loads(void **state)
@@ -387,7 +388,7 @@ static void on_round(void *ud, int err, const sl_state_item *it, size_t n)
     g->err = err;
     if (err) return;
     g->skipped = n > 1 ? it[1].num : -1;
-    g->entries = n > 3 ? n - 3 : 0;
+    g->entries = n > 4 ? n - 4 : 0;
     g->apply_rc = sl_lbshare_round_apply(g->lm, g->instance, it, n, 1000);
 }
 
@@ -406,6 +407,9 @@ static void round_of(sl_state *st, sl_lb_model *lm, uint64_t instance, got *g)
 
 static const char plant_lua[] = "redis.call('HSET', KEYS[1], 'dead', '1 50 50') return 1\n";
 static sl_state_script plant;
+
+static const char wipe_lua[] = "redis.call('DEL', KEYS[1]) return 1\n";
+static sl_state_script wipe;
 
 static void on_planted(void *ud, int err, const sl_state_item *it, size_t n) { *(int *)ud = err == SL_OK ? 1 : -1; }
 
@@ -503,6 +507,27 @@ static void test_redis_two_instances(void **state)
     uint64_t last = 0x9000 + SL_LBSHARE_RING + 9;
     assert_int_equal(sl_prefix_match(b->ix, &last, 1, mt), 1);
     assert_int_equal(mt[0], 1);
+
+    /* the log lost (Redis restarted, flushed, expired) and refilled past B's cursor: its new epoch tells */
+    char klog[64];
+    snprintf(klog, sizeof klog, "lb:{%016llx}:log", (unsigned long long)a->share_sig);
+    sl_state_script_init(&wipe, wipe_lua);
+    key = sl_str_from_cstr(klog);
+    planted = 0;
+    assert_int_equal(sl_state_eval(st, &wipe, &key, 1, NULL, 0, on_planted, &planted, NULL), SL_OK);
+    for (int i = 0; i < 20000 && !planted; i++) uv_run(&loop, UV_RUN_NOWAIT), sleep_ms(1);
+    assert_int_equal(planted, 1);
+    for (int i = 0; i < 3; i++) {
+        uint64_t x = 0x7000 + (uint64_t)i;
+        sl_lbshare_record(a, 1, &x, 1);
+        round_of(st, a, sl_lbshare_instance(), &g);
+    }
+    b->cursor = 1; /* a cursor that the new log's seq (3) has passed */
+    round_of(st, b, 2, &g);
+    assert_int_equal(g.entries, 3);
+    assert_int_equal(b->cursor, 3);
+    uint64_t first = 0x7000;
+    assert_int_equal(sl_prefix_match(b->ix, &first, 1, mt), 1);
 
     /* the memory backend runs no scripts */
     sl_state_cfg mem = {.backend = SL_STATE_MEMORY};
