@@ -11,7 +11,8 @@
  * Keys: PREFIX "rl:{CONSUMER}:" WINDOW ":" ID, a hash with fields r (requests),
  * t (tokens) and c (nano-USD), expiring a minute after its window ends. The
  * braces keep a consumer's keys in one Redis Cluster slot. Values of
- * get/set/incr/del live under PREFIX "kv:" KEY.
+ * get/set/incr/del live under PREFIX "kv:" KEY; the keys of sl_state_eval
+ * (other modules' scripts) under PREFIX KEY.
  *
  * Failure handling: replies arrive in the order calls were sent, so calls in
  * flight form a FIFO; one repeating timer fails those past timeout_ms with
