@@ -546,5 +546,7 @@ const sl_csection *const sl_config_sections[] = {
     &sl_cfg_consumer_limits_section, &sl_cfg_auth_section,
     &sl_telemetry_section, &sl_telemetry_metrics_section, &sl_telemetry_traces_section,
     &health_check_section, &outlier_section, &prefix_section, &metrics_section, &metrics_weights_section,
+    &sl_mcp_section, &sl_mcp_server_section, &sl_mcp_auth_section, &sl_mcp_upstream_section, &sl_mcp_tool_section,
+    &sl_mcp_arg_section, &sl_mcp_request_section, &sl_mcp_response_section, &sl_mcp_error_section,
 };
 const size_t sl_config_nsections = SL_ARRAY_LEN(sl_config_sections);

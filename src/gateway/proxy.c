@@ -415,13 +415,15 @@ static void respond_buffered(sl_gw_req *r)
             return;
         }
         body = sl_buf_str(&out);
-    } else if (sl_json_parse(&d, body.p, body.n, &r->hx->arena, NULL, NULL) == SL_OK &&
-               sl_json_type_of(&d, 0) == SL_JSON_OBJECT) {
-        sl_xlat_response_usage(up, body.p, body.n, &r->hx->arena, &r->rec.usage, NULL);
-        int m = sl_json_obj_get(&d, 0, up == SL_PROTO_GEMINI ? "modelVersion" : "model"); /* the public name back */
-        if (m >= 0 && need_model_rewrite(r)) {
-            sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
-            if (sl_json_splice(body.p, body.n, &e, 1, &out) == SL_OK) body = sl_buf_str(&out);
+    } else if (sl_xlat_response_usage(up, body.p, body.n, &r->hx->arena, &r->rec.usage, NULL) == SL_OK) {
+        /* The public name back; the body is parsed a second time only when it must change. */
+        if (need_model_rewrite(r) && sl_json_parse(&d, body.p, body.n, &r->hx->arena, NULL, NULL) == SL_OK &&
+            sl_json_type_of(&d, 0) == SL_JSON_OBJECT) {
+            int m = sl_json_obj_get(&d, 0, up == SL_PROTO_GEMINI ? "modelVersion" : "model");
+            if (m >= 0) {
+                sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
+                if (sl_json_splice(body.p, body.n, &e, 1, &out) == SL_OK) body = sl_buf_str(&out);
+            }
         }
     } else {
         sl_buf_free(&out);

@@ -4,6 +4,7 @@
 #include <errno.h>
 
 #include "core/log.h"
+#include "gateway/accesslog.h"
 
 static sl_server_limits limits_from(const sl_config *cfg, size_t nworkers)
 {
@@ -50,6 +51,7 @@ static void worker_shutdown(sl_worker *w)
     w->upstream = NULL;
     uv_close((uv_handle_t *)&w->wakeup, NULL);
     uv_close((uv_handle_t *)&w->drain_timer, NULL);
+    uv_close((uv_handle_t *)&w->log_flush, NULL);
 }
 
 static void on_drain_tick(uv_timer_t *t)
@@ -86,7 +88,10 @@ static void worker_main(void *arg)
     if (uv_loop_close(&w->loop) != 0) sl_warn("worker %d: loop not empty at exit", w->id);
     if (w->config) sl_config_release(w->config);
     w->config = NULL;
+    sl_accesslog_thread_done();
 }
+
+static void on_log_flush(uv_check_t *h) { sl_accesslog_flush(); }
 
 static int worker_init(sl_runtime *rt, sl_worker *w, int id, sl_config *cfg)
 {
@@ -95,6 +100,8 @@ static int worker_init(sl_runtime *rt, sl_worker *w, int id, sl_config *cfg)
     if (uv_loop_init(&w->loop) != 0) return SL_ENOMEM;
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     uv_timer_init(&w->loop, &w->drain_timer);
+    uv_check_init(&w->loop, &w->log_flush);
+    uv_check_start(&w->log_flush, on_log_flush);
     w->wakeup.data = w->drain_timer.data = w;
     w->config = sl_config_retain(cfg);
     sl_server_limits lim = limits_from(cfg, rt->nworkers);

@@ -31,6 +31,7 @@ typedef struct sl_worker {
     uv_loop_t loop;
     uv_async_t wakeup;           /* main -> worker: new config or stop */
     uv_timer_t drain_timer;      /* while stopping: polls in-flight count */
+    uv_check_t log_flush;        /* after each loop iteration: write the access log lines it produced */
     sl_server *server;
     sl_upstream *upstream;
     sl_config *config;           /* this worker's current snapshot (one reference) */

@@ -16,6 +16,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -69,7 +71,12 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     sl_conn *c = h->data;
     sl_buf *b = &c->in;
-    size_t want = READ_CHUNK;
+    /* Header blocks are small: a connection starts with 4 KiB (10,000 idle or
+     * streaming connections must stay cheap) and grows only when a block or a
+     * chunked body needs more. */
+    size_t want = c->state == CONN_READING_BODY ? READ_CHUNK : 4096;
+    size_t room = b->cap > b->len + 1 ? b->cap - b->len - 1 : 0;
+    if (room >= 2048 && c->state != CONN_READING_BODY) want = room;
     if (c->state == CONN_READING_BODY && !c->body_chunked) {
         /* Read the body straight into its buffer, and never past its end. */
         b = &c->body;
@@ -303,6 +310,12 @@ static void on_conn_timer(uv_timer_t *t)
     } else if (c->state == CONN_READING_BODY) {
         sl_conn_respond_error(c, 408, "body timeout");
     } else if (c->timer_kind == TIMER_WRITE) {
+        size_t queued = sl_conn_unsent(c);
+        if (queued < c->write_queued_at_arm) { /* slow, but reading: give it another period */
+            c->write_queued_at_arm = queued;
+            uv_timer_start(&c->timer, on_conn_timer, c->srv->lim.idle_timeout_ms, 0);
+            return;
+        }
         sl_conn_close(c); /* the client stopped reading: treat it as gone (on_abort fires on close) */
     } else if (c->state == CONN_READING_HEAD) {
         if (c->writing || c->out.len) { /* not idle: a response is still going out */
@@ -435,6 +448,12 @@ static bool conn_parse_head(sl_conn *c)
             return false;
         }
         c->body_left = cl > 0 ? (uint64_t)cl : 0;
+        /* One allocation of the announced size instead of doublings and copies; up to 4 MiB
+         * only, so a client announcing a large body and sending nothing cannot reserve much. */
+        if (c->body_left && sl_buf_reserve(&c->body, (size_t)SL_MIN(c->body_left, 4u << 20)) != SL_OK) {
+            sl_conn_respond_error(c, 503, "out of memory");
+            return false;
+        }
     }
     c->state = CONN_READING_BODY;
     bool body_pending = hx->req.chunked || c->body_left > c->in.len;
@@ -527,6 +546,16 @@ void sl_conn_exchange_done(sl_conn *c)
     c->state = CONN_READING_HEAD;
     sl_conn_release(c);
     conn_process(c);
+}
+
+/* Bytes on their way to the client: libuv's queue plus the kernel's send queue. */
+size_t sl_conn_unsent(sl_conn *c)
+{
+    size_t n = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    uv_os_fd_t fd;
+    int kq = 0;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &kq) == 0 && kq > 0) n += (size_t)kq;
+    return n;
 }
 
 void sl_hx_reset(sl_hx *hx)

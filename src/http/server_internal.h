@@ -38,6 +38,7 @@ struct sl_conn {
     bool eof;
     bool close_when_flushed;
     bool writing;
+    size_t write_queued_at_arm; /* unsent bytes (sl_conn_unsent) when the write deadline was (re)armed */
     bool out_blocked;      /* parsing paused until pending output drains (pipelining) */
     sl_buf out;            /* produced, not yet handed to the kernel */
     sl_buf out_inflight;   /* handed to uv_write, waiting for its callback */
@@ -67,6 +68,7 @@ void sl_conn_release(sl_conn *c);
 void sl_conn_exchange_done(sl_conn *c);
 void sl_conn_process(sl_conn *c);
 void sl_conn_timer_cb(uv_timer_t *t);
+size_t sl_conn_unsent(sl_conn *c);
 static inline size_t sl_conn_pending(const sl_conn *c) { return c->out.len + c->out_inflight.len; }
 
 #endif

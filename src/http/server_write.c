@@ -16,10 +16,11 @@
 static void on_write_done(uv_write_t *req, int status);
 
 /*
- * While the kernel holds output the client has not read and no other
- * deadline runs (the handler owns the exchange, or the connection closes
- * after this response), idle_timeout_ms bounds how long the client may stop
- * reading; past it the connection is closed and the handler told (on_abort).
+ * While output waits for a client that does not read and no other deadline
+ * runs (the handler owns the exchange, or the connection closes after this
+ * response), idle_timeout_ms bounds how long the client may make no progress
+ * (neither libuv's write queue nor the kernel's send queue shrinks); past it the connection is closed
+ * and the handler told (on_abort). A slow reader that keeps reading is fine.
  * Without it a client that never reads would hold its exchange, and a paused
  * upstream stream, until the upstream's total timeout.
  */
@@ -27,6 +28,7 @@ static void arm_write_deadline(sl_conn *c)
 {
     if (c->timer_kind != TIMER_NONE || c->state == CONN_CLOSING) return;
     c->timer_kind = TIMER_WRITE;
+    c->write_queued_at_arm = sl_conn_unsent(c);
     uv_timer_start(&c->timer, sl_conn_timer_cb, c->srv->lim.idle_timeout_ms, 0);
 }
 
@@ -80,12 +82,13 @@ void sl_conn_flush(sl_conn *c)
     c->wreq.data = c;
     c->writing = true;
     c->refs++;
-    arm_write_deadline(c);
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write_done) != 0) {
         c->writing = false;
         c->refs--;
         sl_conn_close(c);
+        return;
     }
+    arm_write_deadline(c); /* after uv_write: its queue size is the progress mark */
 }
 
 static void on_write_done(uv_write_t *req, int status)

@@ -19,6 +19,7 @@
 #include <stdio.h>
 
 #include "core/log.h"
+#include "filters/filter.h"
 #include "mcp/mcp_int.h"
 #include "mcp/session.h"
 
@@ -211,6 +212,7 @@ static void x_respond(mcp_x *x)
 {
     sl_gw_req *r = x->r;
     x->finished = true;
+    sl_mcp_inflight_remove(x);
     if (x->aborted) return;
     if (x->transport == MCPX_LEGACY) {
         free_calls(x);
@@ -254,6 +256,7 @@ static void on_session_stored(void *ud, int rc, sl_str value)
         /* The session could not be kept: the client must not be told it exists. */
         free_calls(x);
         x->finished = true;
+        sl_mcp_inflight_remove(x);
         if (!x->aborted)
             http_rpc_error(x->r, 503, SL_JSONRPC_INTERNAL_ERROR, "cannot create a session: %s",
                            rc == SL_ELIMIT ? "too many sessions" : sl_strerror(rc));
@@ -287,6 +290,7 @@ static void on_x_abort(sl_hx *hx, void *arg)
     mcp_x *x = arg;
     if (x->aborted) return;
     x->aborted = true;
+    sl_mcp_inflight_remove(x);
     for (size_t i = 0; i < x->ncalls; i++) {
         mcp_call *c = &x->calls[i];
         if (!c->done && c->cancel) c->cancel(c);
@@ -492,10 +496,14 @@ static void dispatch_notification(mcp_call *c)
     }
     /*
      * notifications/cancelled: the request it names runs on its own POST,
-     * perhaps on another worker; a client that gives up also closes that
-     * POST, which cancels the upstream work (on_x_abort). Other
+     * perhaps on another worker: cancel.c finds it by session and id. Other
      * notifications need no answer.
      */
+    if (sl_str_eq_lit(c->m.method, "notifications/cancelled") && x->have_session && c->m.params >= 0) {
+        int rid = sl_json_obj_get(c->doc, c->m.params, "requestId");
+        if (rid >= 0 && (sl_json_type_of(c->doc, rid) == SL_JSON_STRING || sl_json_type_of(c->doc, rid) == SL_JSON_NUMBER))
+            sl_mcp_inflight_cancel(x->sid, sl_json_raw(c->doc, rid));
+    }
     c->done = true;
 }
 
@@ -503,6 +511,11 @@ static void dispatch_notification(mcp_call *c)
 static void dispatch_all(mcp_x *x)
 {
     x->npending = 1; /* held until every call has been started */
+    bool has_request = false;
+    for (size_t i = 0; i < x->ncalls; i++) has_request |= x->calls[i].m.kind == SL_RPC_REQUEST;
+    /* Requests of an established session may be cancelled from another POST (not initialize's). */
+    if (has_request && x->have_session && !x->new_session && sl_mcp_inflight_add(x) != SL_OK)
+        sl_warn("mcp: cannot list a request for cancellation (out of memory)");
     for (size_t i = 0; i < x->ncalls && !x->aborted; i++) {
         mcp_call *c = &x->calls[i];
         c->start_ns = uv_hrtime();
@@ -709,33 +722,58 @@ void sl_mcp_dispatch_legacy(sl_gw_req *r, const sl_mcp_server_cfg *srv, sl_str s
 
 /* ---------------------------------------------------------------- GET (standalone stream) and DELETE */
 
+/*
+ * The stream's timer ticks every TICK_MS: a keep-alive comment every
+ * KEEPALIVE_TICKS, and at once when the worker drains for a stop, the stream
+ * ends (the client reconnects, to this or another instance) instead of
+ * holding the drain until drain_timeout_ms.
+ */
+#define TICK_MS 250
+#define KEEPALIVE_TICKS 60
+
 typedef struct get_stream {
     uv_timer_t timer;
     sl_gw_req *r;
-    bool closed;
+    unsigned ticks;
 } get_stream;
+
+bool sl_mcp_draining(const sl_gw_req *r)
+{
+    const sl_worker *w = r->gw->w;
+    return w->stopping || atomic_load(&w->stop_requested);
+}
 
 static void on_timer_closed(uv_handle_t *h) { sl_free(h->data); }
 
-static void on_keepalive(uv_timer_t *t)
+static void write_keepalive(sl_gw_req *r)
 {
-    get_stream *g = t->data;
     sl_buf b;
     sl_buf_init(&b, 0);
-    if (sl_sse_write_comment(&b, SL_STR("keep-alive")) == SL_OK) sl_hx_write(g->r->hx, b.p, b.len);
+    if (sl_sse_write_comment(&b, SL_STR("keep-alive")) == SL_OK) sl_hx_write(r->hx, b.p, b.len);
     sl_buf_free(&b);
 }
 
-static void on_get_abort(sl_hx *hx, void *arg)
+static void get_stream_end(get_stream *g)
 {
-    get_stream *g = arg;
     sl_gw_req *r = g->r;
     uv_timer_stop(&g->timer);
-    g->timer.data = g;
     uv_close((uv_handle_t *)&g->timer, on_timer_closed);
     r->rec.status = 200;
     sl_gw_finish(r);
 }
+
+static void on_get_tick(uv_timer_t *t)
+{
+    get_stream *g = t->data;
+    if (sl_mcp_draining(g->r)) {
+        sl_hx_close_after(g->r->hx);
+        get_stream_end(g);
+        return;
+    }
+    if (++g->ticks % KEEPALIVE_TICKS == 0) write_keepalive(g->r);
+}
+
+static void on_get_abort(sl_hx *hx, void *arg) { get_stream_end(arg); }
 
 static void on_get_session(void *ud, int rc, sl_str value)
 {
@@ -756,7 +794,7 @@ static void on_get_session(void *ud, int rc, sl_str value)
     g->r = r;
     uv_timer_init(r->hx->loop, &g->timer);
     g->timer.data = g;
-    uv_timer_start(&g->timer, on_keepalive, 15000, 15000);
+    uv_timer_start(&g->timer, on_get_tick, TICK_MS, TICK_MS);
     sl_hx_on_abort(r->hx, on_get_abort, g);
     sl_http_header h[6] = {{SL_STR("content-type"), SL_STR("text/event-stream")},
                            {SL_STR("cache-control"), SL_STR("no-cache")}};
@@ -765,7 +803,7 @@ static void on_get_session(void *ud, int rc, sl_str value)
     r->rec.status = 200;
     sl_hx_respond_head(r->hx, 200, h, n, -1);
     /* A comment at once, so that clients and proxies see the stream is open. */
-    on_keepalive(&g->timer);
+    write_keepalive(r);
     /* The stream stays open until the client closes it (on_get_abort) or the worker drains. */
 }
 
@@ -846,15 +884,25 @@ static void handle_delete(sl_gw_req *r, const sl_mcp_server_cfg *srv)
 
 /* ---------------------------------------------------------------- entry */
 
+/*
+ * The consumer's mcp_tools globs against "server/tool" (SPEC §5, §6). No
+ * consumer (no consumers configured, or an anonymous caller without a
+ * consumers entry) and a consumer without mcp_tools may use every tool, as
+ * `models` absent allows every model. A name too long to match is denied.
+ */
 bool sl_mcp_tool_allowed(const sl_gw_req *r, sl_str server, sl_str tool)
 {
-    /*
-     * Every caller may use every tool until the consumer system lands: it
-     * will look up r's consumer and match "server/tool" against its
-     * mcp_tools globs (SPEC §2, §6).
-     */
-    SL_UNUSED(r), SL_UNUSED(server), SL_UNUSED(tool);
-    return true;
+    const sl_consumer_cfg *c = r->consumer;
+    if (!c || !c->nmcp_tools) return true;
+    char full[512];
+    if (server.n + 1 + tool.n > sizeof full) return false;
+    memcpy(full, server.p, server.n);
+    full[server.n] = '/';
+    memcpy(full + server.n + 1, tool.p, tool.n);
+    sl_str name = {full, server.n + 1 + tool.n};
+    for (size_t i = 0; i < c->nmcp_tools; i++)
+        if (sl_glob_match(sl_str_from_cstr(c->mcp_tools[i]), name)) return true;
+    return false;
 }
 
 static sl_str query_param(sl_str q, const char *name)
@@ -880,6 +928,13 @@ void sl_mcp_handle(sl_gw_req *r)
     sl_str name = slash ? (sl_str){rest.p, (size_t)(slash - rest.p)} : rest;
     sl_str sub = slash ? (sl_str){slash, rest.n - name.n} : SL_STR_NULL;
     r->rec.model = name;
+    /*
+     * The head filters first (auth: who is calling, 401 otherwise), as for
+     * the LLM endpoints; r->consumer then decides tool access. The body
+     * filters (model access, token limits) do not apply to MCP. A head
+     * filter that waits is not supported here: today none does.
+     */
+    if (sl_filters_run_head(r) != SL_FILTER_NEXT) return;
     const sl_mcp_cfg *mc = r->cfg->mcp;
     const sl_mcp_server_cfg *srv = mc ? sl_mcp_find_server(mc, name) : NULL;
     if (!srv) {

@@ -26,6 +26,7 @@ typedef struct lstream {
     uv_mutex_t mu;
     sl_buf queue;       /* SSE bytes posted by any thread, written by the owner */
     sl_gw_req *r;
+    unsigned ticks;
     int open_handles;
     struct lstream *next;
 } lstream;
@@ -83,12 +84,30 @@ static void on_async(uv_async_t *a)
     sl_buf_free(&out);
 }
 
-static void on_keepalive(uv_timer_t *t)
+static void stream_end(lstream *s);
+
+/*
+ * Ticks every TICK_MS: a keep-alive comment every KEEPALIVE_TICKS, and the
+ * stream ends at once when the worker drains for a stop (its session ends
+ * with it; the client reconnects and initializes again).
+ */
+#define TICK_MS 250
+#define KEEPALIVE_TICKS 60
+
+static void on_tick(uv_timer_t *t)
 {
     lstream *s = t->data;
+    if (!s->r) return;
+    if (sl_mcp_draining(s->r)) {
+        on_async(&s->async); /* what was queued still goes out */
+        sl_hx_close_after(s->r->hx);
+        stream_end(s);
+        return;
+    }
+    if (++s->ticks % KEEPALIVE_TICKS) return;
     sl_buf b;
     sl_buf_init(&b, 0);
-    if (s->r && sl_sse_write_comment(&b, SL_STR("keep-alive")) == SL_OK) sl_hx_write(s->r->hx, b.p, b.len);
+    if (sl_sse_write_comment(&b, SL_STR("keep-alive")) == SL_OK) sl_hx_write(s->r->hx, b.p, b.len);
     sl_buf_free(&b);
 }
 
@@ -101,9 +120,11 @@ static void on_handle_closed(uv_handle_t *h)
     sl_free(s);
 }
 
-static void on_stream_abort(sl_hx *hx, void *arg)
+static void on_stream_abort(sl_hx *hx, void *arg) { stream_end(arg); }
+
+/* Unlists the stream, ends its session and its response; the handles free it once closed. */
+static void stream_end(lstream *s)
 {
-    lstream *s = arg;
     uv_mutex_lock(&reg_mu);
     for (lstream **pp = &reg_head; *pp; pp = &(*pp)->next)
         if (*pp == s) {
@@ -140,7 +161,7 @@ void sl_mcp_legacy_open(sl_gw_req *r, const sl_mcp_server_cfg *srv)
     uv_timer_init(r->hx->loop, &s->timer);
     s->async.data = s->timer.data = s;
     s->open_handles = 2;
-    uv_timer_start(&s->timer, on_keepalive, 15000, 15000);
+    uv_timer_start(&s->timer, on_tick, TICK_MS, TICK_MS);
     sl_hx_on_abort(r->hx, on_stream_abort, s);
 
     sl_http_header h[6] = {{SL_STR("content-type"), SL_STR("text/event-stream")},

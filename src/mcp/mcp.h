@@ -22,13 +22,15 @@ struct sl_cfg_ctx;
 struct sl_ynode;
 
 typedef enum { SL_MCP_REST = 0, SL_MCP_OPENAPI, SL_MCP_PROXY } sl_mcp_kind;
-typedef enum { SL_MCP_IN_AUTO = 0, SL_MCP_IN_PATH, SL_MCP_IN_QUERY, SL_MCP_IN_HEADER, SL_MCP_IN_BODY } sl_mcp_in;
+typedef enum { SL_MCP_IN_AUTO = 0, SL_MCP_IN_PATH, SL_MCP_IN_QUERY, SL_MCP_IN_HEADER, SL_MCP_IN_BODY, SL_MCP_IN_COOKIE } sl_mcp_in;
 typedef enum { SL_MCP_AUTH_NONE = 0, SL_MCP_AUTH_BEARER, SL_MCP_AUTH_API_KEY, SL_MCP_AUTH_BASIC } sl_mcp_auth_kind;
 typedef enum { SL_MCP_UP_STREAMABLE = 0, SL_MCP_UP_SSE } sl_mcp_transport;
 
 /* One tool argument: a property of the tool's input schema and where it goes in the request. */
 typedef struct sl_mcp_arg_cfg {
     char *name;
+    char *key;           /* the name sent upstream when it differs from name (OpenAPI: a body property
+                            named like a parameter is the argument <name>_body, sent as <name>); NULL = name */
     char *type;          /* JSON Schema type: string number integer boolean array object */
     char *description;
     bool required;
@@ -119,6 +121,9 @@ typedef struct sl_mcp_cfg {
 } sl_mcp_cfg;
 
 /* Config row: parses `mcp` (node NULL = absent). */
+/* The key tables of `mcp`, listed in sl_config_sections (docs/configuration.md is checked against them). */
+extern const struct sl_csection sl_mcp_section, sl_mcp_server_section, sl_mcp_auth_section, sl_mcp_upstream_section,
+    sl_mcp_tool_section, sl_mcp_arg_section, sl_mcp_request_section, sl_mcp_response_section, sl_mcp_error_section;
 void sl_mcp_parse_config(struct sl_cfg_ctx *ctx, const struct sl_ynode *node, sl_config *cfg);
 const sl_mcp_server_cfg *sl_mcp_find_server(const sl_mcp_cfg *m, sl_str name);
 

@@ -77,13 +77,15 @@ static void parse_json_schema(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode 
 /* ---- key tables ------------------------------------------------------------ */
 
 static const char *const kind_names[] = {"rest", "openapi", "proxy", NULL};
-static const char *const in_names[] = {"auto", "path", "query", "header", "body", NULL};
+static const char *const in_names[] = {"auto", "path", "query", "header", "body", "cookie", NULL};
 static const char *const auth_names[] = {"none", "bearer", "api_key", "basic", NULL};
 static const char *const transport_names[] = {"streamable-http", "sse", NULL};
 
 static const sl_ckey arg_keys[] = {
     {.name = "name", .type = SL_CK_STRING, .offset = OFF(sl_mcp_arg_cfg, name), .required = true,
      .doc = "Argument name, a property of the tool's input schema."},
+    {.name = "key", .type = SL_CK_STRING, .offset = OFF(sl_mcp_arg_cfg, key),
+     .doc = "Name sent upstream (query, header, cookie or body) when it differs from name."},
     {.name = "type", .type = SL_CK_STRING, .offset = OFF(sl_mcp_arg_cfg, type), .def = "string",
      .doc = "JSON Schema type: string, number, integer, boolean, array, object."},
     {.name = "description", .type = SL_CK_STRING, .offset = OFF(sl_mcp_arg_cfg, description),
@@ -91,14 +93,14 @@ static const sl_ckey arg_keys[] = {
     {.name = "required", .type = SL_CK_BOOL, .offset = OFF(sl_mcp_arg_cfg, required), .def = "false",
      .doc = "The call fails (isError) without it."},
     {.name = "in", .type = SL_CK_ENUM, .offset = OFF(sl_mcp_arg_cfg, in), .enums = in_names, .def = "auto",
-     .doc = "Where it goes: path, query, header, body; auto = path when the URL names it, query for GET/DELETE/HEAD, else body."},
+     .doc = "Where it goes: path, query, header, cookie, body; auto = path when the URL names it, query for GET/DELETE/HEAD, else body."},
     {.name = "enum", .type = SL_CK_STRLIST, .offset = OFF(sl_mcp_arg_cfg, enum_vals),
      .count_offset = OFF(sl_mcp_arg_cfg, nenum), .max_items = 256, .doc = "Allowed values."},
     {.name = "default", .type = SL_CK_STRING, .offset = OFF(sl_mcp_arg_cfg, def), .doc = "Value used when absent."},
     {.name = "schema", .type = SL_CK_CUSTOM, .parse = parse_json_schema, .offset = OFF(sl_mcp_arg_cfg, schema),
      .type_doc = "JSON Schema", .doc = "Full property schema (overrides type and enum)."},
 };
-static const sl_csection arg_section = {"mcp.servers[].tools[].args[]", ARR(arg_keys)};
+const sl_csection sl_mcp_arg_section = {"mcp.servers[].tools[].args[]", ARR(arg_keys)};
 
 static const sl_ckey request_keys[] = {
     {.name = "method", .type = SL_CK_STRING, .offset = OFF(sl_mcp_request_cfg, method), .def = "GET",
@@ -112,7 +114,7 @@ static const sl_ckey request_keys[] = {
     {.name = "content_type", .type = SL_CK_STRING, .offset = OFF(sl_mcp_request_cfg, content_type),
      .def = "application/json", .doc = "Content-Type of the body."},
 };
-static const sl_csection request_section = {"mcp.servers[].tools[].request", ARR(request_keys)};
+const sl_csection sl_mcp_request_section = {"mcp.servers[].tools[].request", ARR(request_keys)};
 
 static const sl_ckey response_keys[] = {
     {.name = "prepend", .type = SL_CK_STRING, .offset = OFF(sl_mcp_response_cfg, prepend), .doc = "Text put before the answer."},
@@ -123,13 +125,13 @@ static const sl_ckey response_keys[] = {
      .count_offset = OFF(sl_mcp_response_cfg, npick), .max_items = 64,
      .doc = "Dotted paths of the JSON answer to keep (one: that value; several: an object)."},
 };
-static const sl_csection response_section = {"mcp.servers[].tools[].response", ARR(response_keys)};
+const sl_csection sl_mcp_response_section = {"mcp.servers[].tools[].response", ARR(response_keys)};
 
 static const sl_ckey error_keys[] = {
     {.name = "template", .type = SL_CK_STRING, .offset = 0,
      .doc = "Error text for a non-2xx answer: {{status}}, {{body}}, {{response.x}}."},
 };
-static const sl_csection error_section = {"mcp.servers[].tools[].error", ARR(error_keys)};
+const sl_csection sl_mcp_error_section = {"mcp.servers[].tools[].error", ARR(error_keys)};
 
 static void parse_args(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n, void *base);
 
@@ -143,21 +145,21 @@ static const sl_ckey tool_keys[] = {
     {.name = "output_schema", .type = SL_CK_CUSTOM, .parse = parse_json_schema,
      .offset = OFF(sl_mcp_tool_cfg, output_schema), .type_doc = "JSON Schema",
      .doc = "When set, results carry structuredContent (the JSON answer)."},
-    {.name = "request", .type = SL_CK_SECTION, .offset = OFF(sl_mcp_tool_cfg, request), .sub = &request_section,
+    {.name = "request", .type = SL_CK_SECTION, .offset = OFF(sl_mcp_tool_cfg, request), .sub = &sl_mcp_request_section,
      .required = true, .doc = "The upstream request, below."},
-    {.name = "response", .type = SL_CK_SECTION, .offset = OFF(sl_mcp_tool_cfg, response), .sub = &response_section,
+    {.name = "response", .type = SL_CK_SECTION, .offset = OFF(sl_mcp_tool_cfg, response), .sub = &sl_mcp_response_section,
      .doc = "How the answer becomes the result, below."},
-    {.name = "error", .type = SL_CK_SECTION, .offset = OFF(sl_mcp_tool_cfg, error_template), .sub = &error_section,
+    {.name = "error", .type = SL_CK_SECTION, .offset = OFF(sl_mcp_tool_cfg, error_template), .sub = &sl_mcp_error_section,
      .doc = "How a non-2xx answer becomes an isError result."},
     {.name = "timeout_ms", .type = SL_CK_DURATION, .offset = OFF(sl_mcp_tool_cfg, timeout_ms), .min = 1,
      .max = 3600000, .def = "30000", .doc = "Whole upstream call."},
 };
 
-static const sl_csection tool_section = {"mcp.servers[].tools[]", ARR(tool_keys)};
+const sl_csection sl_mcp_tool_section = {"mcp.servers[].tools[]", ARR(tool_keys)};
 
 static const sl_ckey auth_keys[] = {
     {.name = "type", .type = SL_CK_ENUM, .offset = OFF(sl_mcp_auth_cfg, type), .enums = auth_names, .def = "none",
-     .doc = "none | bearer | api_key | basic."},
+     .doc = "none, bearer (Authorization: Bearer), api_key (a header or query parameter) or basic."},
     {.name = "in", .type = SL_CK_ENUM, .offset = OFF(sl_mcp_auth_cfg, in), .enums = in_names, .def = "header",
      .doc = "api_key: header or query."},
     {.name = "name", .type = SL_CK_STRING, .offset = OFF(sl_mcp_auth_cfg, name), .doc = "api_key: header or parameter name."},
@@ -166,7 +168,7 @@ static const sl_ckey auth_keys[] = {
     {.name = "username", .type = SL_CK_STRING, .offset = OFF(sl_mcp_auth_cfg, username), .doc = "basic."},
     {.name = "password", .type = SL_CK_STRING, .offset = OFF(sl_mcp_auth_cfg, password), .doc = "basic; may be {{config.x}}."},
 };
-static const sl_csection auth_section = {"mcp.servers[].upstream_auth", ARR(auth_keys)};
+const sl_csection sl_mcp_auth_section = {"mcp.servers[].upstream_auth", ARR(auth_keys)};
 
 static const sl_ckey upstream_keys[] = {
     {.name = "name", .type = SL_CK_STRING, .offset = OFF(sl_mcp_upstream_cfg, name), .required = true,
@@ -174,7 +176,7 @@ static const sl_ckey upstream_keys[] = {
     {.name = "url", .type = SL_CK_STRING, .offset = OFF(sl_mcp_upstream_cfg, url), .required = true,
      .doc = "Streamable HTTP endpoint, or the SSE endpoint for transport sse."},
     {.name = "transport", .type = SL_CK_ENUM, .offset = OFF(sl_mcp_upstream_cfg, transport), .enums = transport_names,
-     .def = "streamable-http", .doc = "streamable-http | sse."},
+     .def = "streamable-http", .doc = "streamable-http, or sse for the legacy HTTP+SSE transport."},
     {.name = "prefix", .type = SL_CK_STRING, .offset = OFF(sl_mcp_upstream_cfg, prefix),
      .doc = "Tool name prefix; absent = name_; \"\" = none (one upstream)."},
     {.name = "headers", .type = SL_CK_STRMAP, .offset = OFF(sl_mcp_upstream_cfg, headers),
@@ -182,7 +184,7 @@ static const sl_ckey upstream_keys[] = {
     {.name = "timeout_ms", .type = SL_CK_DURATION, .offset = OFF(sl_mcp_upstream_cfg, timeout_ms), .min = 1,
      .max = 3600000, .def = "60000", .doc = "Whole upstream call."},
 };
-static const sl_csection upstream_section = {"mcp.servers[].upstreams[]", ARR(upstream_keys)};
+const sl_csection sl_mcp_upstream_section = {"mcp.servers[].upstreams[]", ARR(upstream_keys)};
 
 static void parse_tools(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n, void *base);
 static void parse_upstreams(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n, void *base);
@@ -191,7 +193,7 @@ static const sl_ckey server_keys[] = {
     {.name = "name", .type = SL_CK_STRING, .offset = OFF(sl_mcp_server_cfg, name), .required = true,
      .doc = "Served at /mcp/{name}; letters, digits, - _ ."},
     {.name = "type", .type = SL_CK_ENUM, .offset = OFF(sl_mcp_server_cfg, type), .enums = kind_names, .def = "rest",
-     .doc = "rest | openapi | proxy."},
+     .doc = "How the tools are made: rest templates, an openapi document, or a proxy of upstream MCP servers."},
     {.name = "title", .type = SL_CK_STRING, .offset = OFF(sl_mcp_server_cfg, title), .doc = "serverInfo.title."},
     {.name = "version", .type = SL_CK_STRING, .offset = OFF(sl_mcp_server_cfg, version), .def = "1.0.0",
      .doc = "serverInfo.version."},
@@ -199,7 +201,7 @@ static const sl_ckey server_keys[] = {
      .doc = "Sent in the initialize result."},
     {.name = "config", .type = SL_CK_STRMAP, .offset = OFF(sl_mcp_server_cfg, config),
      .count_offset = OFF(sl_mcp_server_cfg, nconfig), .max_items = 256, .doc = "Values for {{config.x}}."},
-    {.name = "upstream_auth", .type = SL_CK_SECTION, .offset = OFF(sl_mcp_server_cfg, auth), .sub = &auth_section,
+    {.name = "upstream_auth", .type = SL_CK_SECTION, .offset = OFF(sl_mcp_server_cfg, auth), .sub = &sl_mcp_auth_section,
      .doc = "Credentials added to every upstream request, never seen by the model."},
     {.name = "tools", .type = SL_CK_CUSTOM, .parse = parse_tools, .max_items = 10000, .type_doc = "list of tool",
      .doc = "rest: the tools, below."},
@@ -212,7 +214,7 @@ static const sl_ckey server_keys[] = {
     {.name = "upstreams", .type = SL_CK_CUSTOM, .parse = parse_upstreams, .max_items = 64,
      .type_doc = "list of upstream", .doc = "proxy: the upstream MCP servers, below."},
 };
-static const sl_csection server_section = {"mcp.servers[]", ARR(server_keys)};
+const sl_csection sl_mcp_server_section = {"mcp.servers[]", ARR(server_keys)};
 
 static void parse_servers(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n, void *base);
 
@@ -234,7 +236,7 @@ static const sl_ckey mcp_keys[] = {
      .count_offset = OFF(sl_mcp_cfg, nallowed_hosts), .max_items = 256,
      .doc = "When set, the Host header must be one of these (host or host:port) or a localhost name."},
 };
-static const sl_csection mcp_section = {"mcp", ARR(mcp_keys)};
+const sl_csection sl_mcp_section = {"mcp", ARR(mcp_keys)};
 
 /* ---- checks and derived values --------------------------------------------- */
 
@@ -364,7 +366,7 @@ static void tool_finish(sl_cfg_ctx *ctx, const sl_ynode *item, void *elem, size_
 static void parse_args(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n, void *base)
 {
     sl_mcp_tool_cfg *t = base;
-    t->args = sl_cfg_parse_list(ctx, n, &arg_section, sizeof(sl_mcp_arg_cfg), k->max_items, &t->nargs, NULL);
+    t->args = sl_cfg_parse_list(ctx, n, &sl_mcp_arg_section, sizeof(sl_mcp_arg_cfg), k->max_items, &t->nargs, NULL);
 }
 
 static void check_unique_tools(sl_cfg_ctx *ctx, const sl_ynode *seq, const sl_mcp_tool_cfg *tools, size_t n)
@@ -381,7 +383,7 @@ static void check_unique_tools(sl_cfg_ctx *ctx, const sl_ynode *seq, const sl_mc
 static void parse_tools(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n, void *base)
 {
     sl_mcp_server_cfg *s = base;
-    s->tools = sl_cfg_parse_list(ctx, n, &tool_section, sizeof(sl_mcp_tool_cfg), k->max_items, &s->ntools, tool_finish);
+    s->tools = sl_cfg_parse_list(ctx, n, &sl_mcp_tool_section, sizeof(sl_mcp_tool_cfg), k->max_items, &s->ntools, tool_finish);
     check_unique_tools(ctx, n, s->tools, s->ntools);
 }
 
@@ -402,7 +404,7 @@ static void upstream_finish(sl_cfg_ctx *ctx, const sl_ynode *item, void *elem, s
 static void parse_upstreams(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n, void *base)
 {
     sl_mcp_server_cfg *s = base;
-    s->upstreams = sl_cfg_parse_list(ctx, n, &upstream_section, sizeof(sl_mcp_upstream_cfg), k->max_items,
+    s->upstreams = sl_cfg_parse_list(ctx, n, &sl_mcp_upstream_section, sizeof(sl_mcp_upstream_cfg), k->max_items,
                                      &s->nupstreams, upstream_finish);
 }
 
@@ -479,7 +481,7 @@ static void server_finish(sl_cfg_ctx *ctx, const sl_ynode *item, void *elem, siz
 static void parse_servers(sl_cfg_ctx *ctx, const sl_ckey *k, const sl_ynode *n, void *base)
 {
     sl_mcp_cfg *m = base;
-    m->servers = sl_cfg_parse_list(ctx, n, &server_section, sizeof(sl_mcp_server_cfg), k->max_items, &m->nservers,
+    m->servers = sl_cfg_parse_list(ctx, n, &sl_mcp_server_section, sizeof(sl_mcp_server_cfg), k->max_items, &m->nservers,
                                    server_finish);
     const sl_ynode *it = n->kind == SL_YN_SEQ ? n->first : NULL;
     for (size_t i = 0; i < m->nservers; i++, it = it ? it->next : NULL)
@@ -496,7 +498,7 @@ void sl_mcp_parse_config(sl_cfg_ctx *ctx, const sl_ynode *node, sl_config *cfg)
     sl_mcp_cfg *m = sl_cfg_calloc(ctx, 1, sizeof *m);
     if (!m) return;
     cfg->mcp = m;
-    sl_cfg_parse_section(ctx, &mcp_section, node, m);
+    sl_cfg_parse_section(ctx, &sl_mcp_section, node, m);
 }
 
 const sl_mcp_server_cfg *sl_mcp_find_server(const sl_mcp_cfg *m, sl_str name)

@@ -24,6 +24,7 @@ enum {
     SL_MCP_ERR_SERVER = -32000,        /* transport-level: bad or missing session, bad headers */
     SL_MCP_ERR_SESSION_NOT_FOUND = -32001,
     SL_MCP_ERR_FORBIDDEN = -32003,     /* a tool the caller may not use */
+    SL_MCP_ERR_CANCELLED = -32800,     /* the request was cancelled (notifications/cancelled); nobody waits for it */
 };
 
 /* Protocol revisions, oldest first; the last is the one offered when a client asks for another. */
@@ -96,7 +97,19 @@ struct mcp_x {
     bool sse_started;         /* the answer became an event stream (notifications forwarded) */
     char legacy_id[40];       /* 32 hex characters */       /* legacy transport: the stream that gets the answers */
     void *proxy;              /* proxy.c state for this exchange (initialize fan-out) */
+    void *inflight;           /* cancel.c registration, NULL when not listed */
 };
+
+/* ---- notifications/cancelled across exchanges and workers (cancel.c) ---- */
+/* Lists x (it has a session id) so that its requests can be cancelled from another POST. */
+int sl_mcp_inflight_add(mcp_x *x);
+/* Unlists x (idempotent); must run before x's arena goes. */
+void sl_mcp_inflight_remove(mcp_x *x);
+/* Cancels request id (raw JSON) of session sid wherever it runs; false when none is in flight. */
+bool sl_mcp_inflight_cancel(sl_str sid, sl_str id);
+
+/* True while the worker of r drains for a stop: long-lived streams end then (clients reconnect). */
+bool sl_mcp_draining(const sl_gw_req *r);
 
 /* A request finished: result is the JSON of "result" (copied). */
 void sl_mcp_call_result(mcp_call *c, sl_str result_json);

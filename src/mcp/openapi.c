@@ -196,8 +196,11 @@ static void add_param(conv *c, arglist *l, const sl_ynode *pn)
         return;
     }
     int where = !strcmp(in, "path") ? SL_MCP_IN_PATH : !strcmp(in, "query") ? SL_MCP_IN_QUERY
-              : !strcmp(in, "header") ? SL_MCP_IN_HEADER : -1;
-    if (where < 0) return; /* cookie parameters are not supported: left out */
+              : !strcmp(in, "header") ? SL_MCP_IN_HEADER : !strcmp(in, "cookie") ? SL_MCP_IN_COOKIE : -1;
+    if (where < 0) {
+        cerr(c, pn, "parameter '%s': unknown location in: %s", name, in);
+        return;
+    }
     sl_mcp_arg_cfg *a = find_arg(l, name); /* an operation's parameter overrides the path's */
     if (!a) {
         if (l->n == SL_ARRAY_LEN(l->items)) return;
@@ -266,18 +269,28 @@ static void add_body(conv *c, arglist *l, sl_mcp_tool_cfg *t, const sl_ynode *rb
         const sl_ynode *req = get(schema, "required");
         for (const sl_ynode *p = props->first; p && l->n < SL_ARRAY_LEN(l->items); p = p->next) {
             const char *pname = p->key->val.p;
-            char *name = find_arg(l, pname) ? sl_arena_printf(c->a, "%s_body", pname) : cdup(c, p->key->val);
+            /*
+             * A property named like a parameter becomes the argument
+             * <name>_body (one input schema cannot hold both), and is still
+             * sent upstream under its own name (key).
+             */
+            bool clash = find_arg(l, pname) != NULL;
+            char *name = clash ? sl_arena_printf(c->a, "%s_body", pname) : cdup(c, p->key->val);
             if (!name) return (void)(c->oom = true);
+            if (clash && find_arg(l, name)) {
+                cerr(c, p, "request body property '%s': both '%s' and '%s' are taken", pname, pname, name);
+                continue;
+            }
             sl_mcp_arg_cfg *a = &l->items[l->n++];
             memset(a, 0, sizeof *a);
             a->name = name;
+            if (clash) a->key = cdup(c, p->key->val);
             a->in = SL_MCP_IN_BODY;
             for (const sl_ynode *r = req && req->kind == SL_YN_SEQ ? req->first : NULL; r; r = r->next)
                 if (scalar(r) && !strcmp(scalar(r), pname)) a->required = true;
             const char *ty = simple_type(c, p);
             a->type = (char *)(ty ? ty : "object");
             a->schema = schema_json(c, p);
-            /* A property named like a parameter is renamed <name>_body (and sent under that name). */
         }
         return;
     }
@@ -295,6 +308,27 @@ static void add_body(conv *c, arglist *l, sl_mcp_tool_cfg *t, const sl_ynode *rb
     char *tpl = sl_arena_printf(c->a, "{{args.%s}}", a->name);
     if (!tpl) c->oom = true;
     t->request.body = tpl;
+}
+
+/*
+ * The tool's output schema: the JSON schema of the first 2xx answer, when it
+ * describes an object (MCP's structuredContent is an object); else none.
+ */
+static void add_output_schema(conv *c, sl_mcp_tool_cfg *t, const sl_ynode *op)
+{
+    const sl_ynode *resps = get(op, "responses");
+    for (const sl_ynode *rn = resps && resps->kind == SL_YN_MAP ? resps->first : NULL; rn; rn = rn->next) {
+        const char *code = rn->key->val.p;
+        if (code[0] != '2') continue;
+        const char *ctype = NULL;
+        const sl_ynode *media = pick_media(get(deref(c, rn), "content"), &ctype);
+        if (!media || !strstr(ctype, "json")) return;
+        const sl_ynode *schema = get(media, "schema"), *rs = deref(c, schema);
+        const char *ty = scalar(get(rs, "type"));
+        if (!rs || !ty || strcmp(ty, "object") || get(rs, "oneOf") || get(rs, "anyOf")) return;
+        t->output_schema = schema_json(c, schema);
+        return;
+    }
 }
 
 static void add_operation(conv *c, sl_mcp_tool_cfg *t, const char *base, const char *path, const char *method,
@@ -320,6 +354,7 @@ static void add_operation(conv *c, sl_mcp_tool_cfg *t, const char *base, const c
         add_param(c, &l, p);
     const sl_ynode *rb = get(op, "requestBody");
     if (rb) add_body(c, &l, t, rb);
+    add_output_schema(c, t, op);
     if (l.n) {
         t->args = sl_arena_alloc(c->a, l.n * sizeof(sl_mcp_arg_cfg));
         if (!t->args) return (void)(c->oom = true);

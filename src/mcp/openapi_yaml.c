@@ -47,6 +47,7 @@ static const char *in_name(int in)
     case SL_MCP_IN_QUERY: return "query";
     case SL_MCP_IN_HEADER: return "header";
     case SL_MCP_IN_BODY: return "body";
+    case SL_MCP_IN_COOKIE: return "cookie";
     default: return "auto";
     }
 }
@@ -84,11 +85,13 @@ static void write_tool(const sl_mcp_tool_cfg *t, sl_buf *o)
     for (size_t i = 0; i < t->nargs; i++) {
         const sl_mcp_arg_cfg *a = &t->args[i];
         sl_buf_appendf(o, "        - name: "), qstr(o, a->name);
+        if (a->key) sl_buf_appendf(o, "\n          key: "), qstr(o, a->key);
         sl_buf_appendf(o, "\n          type: %s\n          in: %s\n", a->type ? a->type : "string", in_name(a->in));
         if (a->required) sl_buf_appendf(o, "          required: true\n");
         if (a->description) sl_buf_appendf(o, "          description: "), qstr(o, a->description), sl_buf_appendf(o, "\n");
         if (a->schema) sl_buf_appendf(o, "          schema: "), flow(o, a->schema), sl_buf_appendf(o, "\n");
     }
+    if (t->output_schema) sl_buf_appendf(o, "      output_schema: "), flow(o, t->output_schema), sl_buf_appendf(o, "\n");
     sl_buf_appendf(o, "      request:\n        method: %s\n        url: ", t->request.method);
     qstr(o, t->request.url);
     sl_buf_appendf(o, "\n");

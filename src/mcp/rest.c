@@ -124,6 +124,9 @@ static bool arg_text(rest_op *op, const sl_mcp_arg_cfg *a, int v, sl_str *out)
     return true;
 }
 
+/* The name an argument has upstream: its key when the config gives one. */
+static sl_str up_name(const sl_mcp_arg_cfg *a) { return sl_str_from_cstr(a->key ? a->key : a->name); }
+
 static int arg_tok(rest_op *op, const sl_mcp_arg_cfg *a)
 {
     int v = op->args >= 0 ? sl_json_obj_get(op->c->doc, op->args, a->name) : -1;
@@ -154,12 +157,12 @@ static int build_query(rest_op *op)
             for (int e = sl_json_first(d, v); e >= 0 && !rc; e = sl_json_next(d, e)) {
                 sl_str s = sl_json_raw(d, e);
                 if (sl_json_type_of(d, e) == SL_JSON_STRING && sl_json_str(d, e, op->c->x->a, &s) != SL_OK) return SL_ENOMEM;
-                rc = add_query(op, &first, sl_str_from_cstr(a->name), s);
+                rc = add_query(op, &first, up_name(a), s);
             }
             continue;
         }
         sl_str s;
-        if (arg_text(op, a, v, &s)) rc = add_query(op, &first, sl_str_from_cstr(a->name), s);
+        if (arg_text(op, a, v, &s)) rc = add_query(op, &first, up_name(a), s);
     }
     const sl_mcp_auth_cfg *au = &op->srv->auth;
     if (!rc && au->type == SL_MCP_AUTH_API_KEY && au->in == SL_MCP_IN_QUERY) {
@@ -254,6 +257,29 @@ static int add_auth(rest_op *op, const sl_tpl_ctx *tc)
     }
 }
 
+/* Cookie arguments as one Cookie header: name=value pairs, values percent-encoded (cookie-octets only). */
+static int build_cookie(rest_op *op)
+{
+    sl_buf b;
+    sl_buf_init(&b, 1 << 16);
+    int rc = SL_OK;
+    for (size_t i = 0; i < op->t->nargs && !rc; i++) {
+        const sl_mcp_arg_cfg *a = &op->t->args[i];
+        sl_str s;
+        if (a->in != SL_MCP_IN_COOKIE || !arg_text(op, a, arg_tok(op, a), &s)) continue;
+        if (b.len) rc = sl_buf_append(&b, "; ", 2);
+        if (!rc) rc = sl_buf_append_str(&b, up_name(a));
+        if (!rc) rc = sl_buf_append(&b, "=", 1);
+        if (!rc) rc = sl_url_encode(&b, s);
+    }
+    if (!rc && b.len) {
+        sl_str v = sl_arena_str(op->c->x->a, sl_buf_str(&b));
+        rc = v.p ? add_header(op, SL_STR("cookie"), v) : SL_ENOMEM;
+    }
+    sl_buf_free(&b);
+    return rc;
+}
+
 static bool has_body_args(const sl_mcp_tool_cfg *t)
 {
     for (size_t i = 0; i < t->nargs; i++)
@@ -272,9 +298,9 @@ static int build_json_body(rest_op *op)
         if (a->in != SL_MCP_IN_BODY) continue;
         int v = arg_tok(op, a);
         if (v >= 0) {
-            sl_jw_key(&w, a->name), sl_jw_raw(&w, sl_json_raw(op->c->doc, v));
+            sl_jw_key_str(&w, up_name(a)), sl_jw_raw(&w, sl_json_raw(op->c->doc, v));
         } else if (a->def) {
-            sl_jw_key(&w, a->name);
+            sl_jw_key_str(&w, up_name(a));
             if (a->type && strcmp(a->type, "string")) sl_jw_raw(&w, sl_str_from_cstr(a->def));
             else sl_jw_cstr(&w, a->def);
         }
@@ -293,7 +319,7 @@ static int build_form_body(rest_op *op)
         if (a->in != SL_MCP_IN_BODY || !arg_text(op, a, arg_tok(op, a), &s)) continue;
         if (!first) rc = sl_buf_append(&op->body, "&", 1);
         first = false;
-        if (!rc) rc = sl_url_encode(&op->body, sl_str_from_cstr(a->name));
+        if (!rc) rc = sl_url_encode(&op->body, up_name(a));
         if (!rc) rc = sl_buf_append(&op->body, "=", 1);
         if (!rc) rc = sl_url_encode(&op->body, s);
     }
@@ -316,8 +342,9 @@ static int build_request(rest_op *op)
     for (size_t i = 0; i < t->nargs && !rc; i++) {
         const sl_mcp_arg_cfg *a = &t->args[i];
         sl_str s;
-        if (a->in == SL_MCP_IN_HEADER && arg_text(op, a, arg_tok(op, a), &s)) rc = add_header(op, sl_str_from_cstr(a->name), s);
+        if (a->in == SL_MCP_IN_HEADER && arg_text(op, a, arg_tok(op, a), &s)) rc = add_header(op, up_name(a), s);
     }
+    if (!rc) rc = build_cookie(op);
     if (!rc) rc = add_auth(op, &tc);
     const char *ct = t->request.content_type ? t->request.content_type : "application/json";
     bool form = strstr(ct, "x-www-form-urlencoded") != NULL, json = strstr(ct, "json") != NULL;
@@ -395,9 +422,20 @@ static void finish_success(rest_op *op)
     if (!rc && t->output_schema && !structured.len && is_json && sl_json_type_of(&d, 0) == SL_JSON_OBJECT)
         rc = sl_buf_append_str(&structured, body);
     if (!rc && t->response.append) rc = sl_buf_append_cstr(&text, t->response.append);
+    /*
+     * A tool with an output schema must return structured content (clients
+     * check it against the schema): an answer that is no JSON object is
+     * reported as a failed call rather than as a result the client rejects.
+     */
+    bool bad_shape = !rc && t->output_schema && !structured.len;
+    if (bad_shape) {
+        sl_buf_clear(&text);
+        rc = sl_buf_appendf(&text, "upstream answer is not a JSON object, as the tool's output schema requires: %.*s",
+                            (int)SL_MIN(body.n, 2000), body.p ? body.p : "");
+    }
     sl_buf res;
     sl_buf_init(&res, 0);
-    if (!rc) rc = sl_mcp_write_tool_result(&res, sl_buf_str(&text), sl_buf_str(&structured), false);
+    if (!rc) rc = sl_mcp_write_tool_result(&res, sl_buf_str(&text), sl_buf_str(&structured), bad_shape);
     sl_buf_free(&text);
     sl_buf_free(&structured);
     if (rc) {

@@ -38,6 +38,12 @@ struct mcp_up {
     const char *request_id;
     int status;
     bool is_sse, legacy, finished, too_large;
+    /*
+     * While the SSE parser runs our callbacks it must not be freed: an end
+     * reached inside a callback is carried out once sl_sse_feed returns.
+     */
+    bool in_feed, done_pending, free_pending;
+    const char *pending_err;
     int lphase;                   /* legacy: 0 waiting for endpoint, 1 initialize sent, 2 message sent */
 };
 
@@ -63,12 +69,8 @@ static void cancel_all(mcp_up *q)
     }
 }
 
-/* Ends the exchange once: callbacks, then free. */
-static void finish(mcp_up *q, const char *err)
+static void deliver_done(mcp_up *q, const char *err)
 {
-    if (q->finished) return;
-    q->finished = true;
-    cancel_all(q);
     mcp_up_cbs cbs = q->cbs;
     void *ud = q->ud;
     char sid[160];
@@ -78,12 +80,49 @@ static void finish(mcp_up *q, const char *err)
     cbs.on_done(ud, status, sl_str_from_cstr(sid), err);
 }
 
-void mcp_up_cancel(mcp_up *q)
+/* Ends the exchange once: callbacks, then free (deferred while the SSE parser runs). */
+static void finish(mcp_up *q, const char *err)
 {
-    if (!q || q->finished) return;
+    if (q->finished) return;
     q->finished = true;
     cancel_all(q);
+    if (q->in_feed) {
+        q->done_pending = true;
+        q->pending_err = err;
+        return;
+    }
+    deliver_done(q, err);
+}
+
+void mcp_up_cancel(mcp_up *q)
+{
+    if (!q || (q->finished && !q->done_pending)) return;
+    q->finished = true;
+    cancel_all(q);
+    if (q->in_feed) { /* no callback any more; freed when the parser returns */
+        q->done_pending = false;
+        q->free_pending = true;
+        return;
+    }
     up_free(q);
+}
+
+/* Feeds the SSE parser, then carries out an end that a callback reached. */
+static int feed(mcp_up *q, const char *p, size_t n, sl_sse_event_cb cb)
+{
+    q->in_feed = true;
+    int rc = sl_sse_feed(&q->sse, p, n, cb, q);
+    q->in_feed = false;
+    if (q->done_pending) {
+        q->done_pending = false;
+        deliver_done(q, q->pending_err);
+        return SL_OK; /* the transfer was cancelled: curl stops it */
+    }
+    if (q->free_pending) {
+        up_free(q);
+        return SL_OK;
+    }
+    return rc == SL_OK || rc == 1 ? SL_OK : rc;
 }
 
 /* Keeps s in q->strings (reserved up front so earlier slices stay valid). */
@@ -147,10 +186,7 @@ static int s_event(void *ud, sl_str event, sl_str data)
 static int s_data(void *ud, const char *p, size_t n)
 {
     mcp_up *q = ud;
-    if (q->is_sse && q->status >= 200 && q->status < 300) {
-        int rc = sl_sse_feed(&q->sse, p, n, s_event, q);
-        return rc == SL_OK || rc == 1 ? SL_OK : rc;
-    }
+    if (q->is_sse && q->status >= 200 && q->status < 300) return feed(q, p, n, s_event);
     if (sl_buf_append(&q->json, p, n) != SL_OK) {
         q->too_large = true;
         return SL_ELIMIT;
@@ -334,9 +370,7 @@ static int l_head(void *ud, int status, const sl_http_header *h, size_t n)
 
 static int l_data(void *ud, const char *p, size_t n)
 {
-    mcp_up *q = ud;
-    int rc = sl_sse_feed(&q->sse, p, n, l_event, q);
-    return rc == SL_OK || rc == 1 ? SL_OK : rc;
+    return feed(ud, p, n, l_event);
 }
 
 static void l_done(void *ud, const sl_up_result *r)
