@@ -68,10 +68,11 @@ static int alloc_fresh(const sl_config *c, fresh *f)
     f->lbm = sl_calloc(c->nmodels ? c->nmodels : 1, sizeof *f->lbm);
     bool ok = f->models && f->targets && f->providers && f->keys && f->lbm;
     /* taken before the old snapshot's are dropped, so that a reload finds the same shared state */
+    bool shared = c->state.backend == SL_STATE_REDIS; /* shared with the other instances (lbshared_redis.c) */
     for (size_t i = 0; ok && i < c->nmodels; i++) {
         const sl_model_cfg *m = &c->models[i];
-        if (m->balance != SL_BALANCE_PREFIX_CACHE && m->balance != SL_BALANCE_METRICS) continue;
-        if (!(f->lbm[i] = sl_lb_model_get(m))) ok = false;
+        if (!sl_lb_needs_state(m->balance, shared)) continue;
+        if (!(f->lbm[i] = sl_lb_model_get(m, shared))) ok = false;
     }
     if (ok) return SL_OK;
     put_lbm(f->lbm, c->nmodels);

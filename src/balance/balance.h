@@ -28,6 +28,7 @@
 #include <stdatomic.h>
 
 #include "config/config.h"
+#include "core/buf.h"
 
 #define SL_BAL_BUDGET_SLOTS 10      /* one second each: the retry budget's window */
 #define SL_BAL_EWMA_TAU_NS 10000000000ull /* peak-EWMA decay constant: 10 s */
@@ -68,6 +69,7 @@ typedef struct sl_bal_model {
 
 struct sl_lb_model;
 struct sl_scraper;
+struct sl_lbsync;
 
 typedef struct sl_balancer {
     pthread_mutex_t lock;           /* swap of the arrays vs. sl_bal_health() readers */
@@ -79,6 +81,7 @@ typedef struct sl_balancer {
     size_t nmodels, ntargets, nproviders, nkeys;
     struct sl_lb_model **lbm;       /* per model: process-wide state of prefix_cache/metrics models, else NULL */
     struct sl_scraper *scraper;     /* engine metrics (metrics_scrape.c); NULL outside a gateway worker */
+    struct sl_lbsync *sync;         /* Redis sharing (lbshared_redis.c); NULL outside a gateway worker */
     uint64_t rng;
 } sl_balancer;
 
@@ -199,6 +202,9 @@ void sl_prefix_index_free(sl_prefix_index *ix);
 uint32_t sl_prefix_match(sl_prefix_index *ix, const uint64_t *h, size_t n, uint32_t *matched);
 /* Records that target holds blocks h[0..n): each becomes its most recent (h[0] last). SL_ENOMEM leaves some out. */
 int sl_prefix_insert(sl_prefix_index *ix, const uint64_t *h, size_t n, uint32_t target);
+/* sl_prefix_insert that also lists (in h's order, at most cap) the blocks target did not hold yet. */
+int sl_prefix_insert_new(sl_prefix_index *ix, const uint64_t *h, size_t n, uint32_t target, uint64_t *added,
+                         size_t cap, size_t *nadded);
 /* Blocks remembered for target. */
 size_t sl_prefix_count(sl_prefix_index *ix, uint32_t target);
 
@@ -218,6 +224,7 @@ typedef struct sl_lb_target {
     _Atomic uint64_t next_scrape_ms; /* claimed by the worker that scrapes next */
     pthread_mutex_t lock;          /* guards met */
     sl_lb_metrics met;
+    _Atomic int64_t remote;        /* requests in flight to it from the other instances (Redis), as last read */
 } sl_lb_target;
 
 /* One model's state shared by every worker; found again by signature after a reload. */
@@ -228,11 +235,26 @@ typedef struct sl_lb_model {
     uint32_t ntargets;
     sl_prefix_index *ix;    /* balance: prefix_cache only */
     sl_lb_target *t;
+    /* sharing with other instances through Redis (lbshared_redis.c) */
+    bool shared;                   /* state.backend: redis */
+    uint64_t share_sig;            /* names the model's Redis keys: the same on every instance with the same model */
+    pthread_mutex_t out_lock;      /* guards outbox and dropped */
+    sl_buf outbox;                 /* index inserts not yet published: one encoded batch */
+    uint64_t dropped;              /* inserts that did not fit in the outbox */
+    _Atomic uint64_t next_sync_ms; /* claimed by the worker that syncs next */
+    _Atomic bool syncing;          /* a round is in flight: only its worker touches cursor */
+    int64_t cursor;                /* last log entry applied; -1 = none yet */
+    char epoch[24];                /* the log the cursor counts in ("" = none yet) */
+    _Atomic uint64_t remote_at_ms; /* when the remote counts were read (monotonic); 0 = not usable */
+    _Atomic bool share_down;       /* the last round failed (logged once per outage) */
 } sl_lb_model;
 
 /* The state for m (one reference), shared with every worker configured with the same model; NULL on ENOMEM or
- * when m's balancer needs none. */
-sl_lb_model *sl_lb_model_get(const sl_model_cfg *m);
+ * when m's balancer needs none. shared: state.backend is redis (least_request then gets state too, for its
+ * global in-flight counts). */
+sl_lb_model *sl_lb_model_get(const sl_model_cfg *m, bool shared);
+/* Whether a model with balance kind k keeps process-wide state. */
+bool sl_lb_needs_state(sl_balance_kind k, bool shared);
 void sl_lb_model_put(sl_lb_model *lm);
 /* Whether m's targets are scored by scraped metrics, and the path scraped. */
 bool sl_lb_uses_metrics(const sl_model_cfg *m);
@@ -246,12 +268,61 @@ void sl_lb_metrics_put(sl_lb_model *lm, uint32_t ti, const sl_lb_metrics *m);
  * metrics (metrics balance or prefix_cache with metrics.path), the score
  * (queue * waiting + kv_cache * kv + running * running) / 100 plus the
  * requests this process sent or finished since that scrape; otherwise the
- * process-wide in-flight count. Divided by the target's weight.
+ * process-wide in-flight count, plus the other instances' (shared models,
+ * while their counts are fresh). Divided by the target's weight.
  */
 double sl_lb_load(sl_lb_model *lm, const sl_model_cfg *m, uint32_t ti, uint64_t now_ms, bool *fresh);
 
 /* Parses a Prometheus text exposition for the vllm:* gauges and counters (summing labelled series). */
 int sl_lb_parse_prometheus(sl_str text, sl_lb_metrics *out);
+
+/* ---- sharing with other instances through Redis (lbshared_redis.c) ---- */
+
+#define SL_LBSHARE_INTERVAL_MS 50       /* one sync round per model and process this often */
+#define SL_LBSHARE_RING 256             /* log entries (batches) Redis keeps per model */
+#define SL_LBSHARE_READ_MAX 32          /* entries read per round */
+#define SL_LBSHARE_BATCH_MAX 32768      /* bytes of one batch; inserts past it are dropped (counted) */
+#define SL_LBSHARE_RECORD_MAX 512       /* blocks published per insert (the leading new ones) */
+#define SL_LBSHARE_LOG_TTL_MS 600000    /* a model's log is forgotten after 10 minutes without inserts */
+#define SL_LBSHARE_COUNT_TTL_MS 3000    /* an instance silent this long no longer counts (crashed) */
+#define SL_LBSHARE_STALE_MS 2000        /* remote counts older than this are not used */
+
+/* This process's instance id (random, fixed for its life). */
+uint64_t sl_lbshare_instance(void);
+/*
+ * Log entry encoding: a batch is "P" 0x01, the instance id (8 bytes little
+ * endian), then records: target (u16 LE), n (u16 LE), n block hashes (u64 LE).
+ * Appends one record to batch (the header first when batch is empty);
+ * SL_ELIMIT when it would not fit in the batch's cap, SL_EINVAL for n or
+ * target out of bounds.
+ */
+int sl_lbshare_encode(sl_buf *batch, uint64_t instance, uint32_t target, const uint64_t *h, size_t n);
+/* Applies a batch to ix (targets past ntargets of ix are skipped); batches of instance self are ignored.
+ * *records = records applied. SL_EPARSE when malformed (the records before the fault are applied). */
+int sl_lbshare_apply(sl_prefix_index *ix, uint32_t ntargets, sl_str batch, uint64_t self, size_t *records);
+/* In-flight counts as Redis keeps them: decimal numbers separated by spaces. */
+int sl_lbshare_format_counts(sl_buf *out, const int64_t *v, size_t n);
+/* Parses up to n counts (missing ones are 0); SL_EPARSE on anything else than digits and spaces. */
+int sl_lbshare_parse_counts(sl_str s, int64_t *out, size_t n);
+/* The pick path: queues "target now holds h[0..n)" for the next round (no-op unless lm->shared). */
+void sl_lbshare_record(sl_lb_model *lm, uint32_t target, const uint64_t *h, size_t n);
+/* Whether lm's remote counts are usable at now_ms. */
+bool sl_lbshare_remote_fresh(sl_lb_model *lm, uint64_t now_ms);
+/* One sync round of lm on st (see lbshared_redis.c): publishes the outbox and this process's counts
+ * as instance, reads the others'; cb gets the script's answer, for sl_lbshare_round_apply. */
+struct sl_state;
+struct sl_state_item;
+int sl_lbshare_round_start(struct sl_state *st, sl_lb_model *lm, uint64_t instance,
+                           void (*cb)(void *ud, int err, const struct sl_state_item *items, size_t n), void *ud);
+/* Applies a round's answer: the other instances' index inserts and counts (remote, fresh as of now_ms). */
+int sl_lbshare_round_apply(sl_lb_model *lm, uint64_t instance, const struct sl_state_item *items, size_t n,
+                           uint64_t now_ms);
+
+/* Per gateway worker: runs the sync rounds on its loop (one worker per model and round). */
+struct sl_gw_worker;
+struct sl_lbsync *sl_lbsync_new(struct sl_gw_worker *gw);
+void sl_lbsync_configure(struct sl_lbsync *s, sl_config *cfg);
+void sl_lbsync_free(struct sl_lbsync *s);
 
 /* ---- metrics scraping (metrics_scrape.c), per gateway worker ---- */
 struct sl_gw_worker;

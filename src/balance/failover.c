@@ -23,7 +23,10 @@ int sl_fo_worker_init(sl_gw_worker *gw)
     if (sl_balancer_init(&gw->bal, gw->rng) != SL_OK) return SL_ENOMEM;
     gw->prober = sl_prober_new(gw);
     gw->bal.scraper = gw->prober ? sl_scraper_new(gw) : NULL;
-    if (!gw->bal.scraper) {
+    gw->bal.sync = gw->bal.scraper ? sl_lbsync_new(gw) : NULL;
+    if (!gw->bal.sync) {
+        sl_scraper_free(gw->bal.scraper);
+        gw->bal.scraper = NULL;
         sl_prober_free(gw->prober);
         gw->prober = NULL;
         sl_balancer_free(&gw->bal);
@@ -38,6 +41,8 @@ void sl_fo_worker_free(sl_gw_worker *gw)
     gw->prober = NULL;
     sl_scraper_free(gw->bal.scraper);
     gw->bal.scraper = NULL;
+    sl_lbsync_free(gw->bal.sync);
+    gw->bal.sync = NULL;
     sl_balancer_free(&gw->bal);
 }
 
@@ -47,6 +52,7 @@ void sl_fo_config_changed(sl_gw_worker *gw, sl_config *cfg)
         sl_warn("worker %d: out of memory sizing balancer state; balancing without it", gw->w->id);
     sl_prober_configure(gw->prober, cfg);
     sl_scraper_configure(gw->bal.scraper, cfg);
+    sl_lbsync_configure(gw->bal.sync, cfg);
 }
 
 size_t sl_health_snapshot(sl_runtime *rt, sl_health_entry *out, size_t cap)

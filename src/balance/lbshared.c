@@ -11,7 +11,10 @@
  *
  * A registry keyed by a signature of the model (name, targets, index sizes)
  * lets a reloaded configuration find the index it had: affinity survives
- * SIGHUP unless the target list or the index sizes changed.
+ * SIGHUP unless the target list, the index sizes or the state backend
+ * changed. With state.backend: redis the same signature names the model's
+ * keys in Redis, so instances with the same model share them
+ * (lbshared_redis.c); weights are not part of it (they only scale loads).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -43,6 +46,7 @@ static uint64_t signature(const sl_model_cfg *m)
         h = fnv(h, m->targets[i].model);
     }
     h = (h ^ m->ntargets) * 0x100000001b3ull;
+    h = (h ^ (uint64_t)m->balance) * 0x100000001b3ull;
     if (m->balance == SL_BALANCE_PREFIX_CACHE) {
         h = (h ^ m->prefix_cache.block_tokens) * 0x100000001b3ull;
         h = (h ^ m->prefix_cache.max_entries) * 0x100000001b3ull;
@@ -51,19 +55,31 @@ static uint64_t signature(const sl_model_cfg *m)
     return h;
 }
 
+bool sl_lb_needs_state(sl_balance_kind k, bool shared)
+{
+    return k == SL_BALANCE_PREFIX_CACHE || k == SL_BALANCE_METRICS || (shared && k == SL_BALANCE_LEAST_REQUEST);
+}
+
 static void lb_free(sl_lb_model *lm)
 {
+    pthread_mutex_destroy(&lm->out_lock);
+    sl_buf_free(&lm->outbox);
     for (uint32_t i = 0; lm->t && i < lm->ntargets; i++) pthread_mutex_destroy(&lm->t[i].lock);
     sl_free(lm->t);
     sl_prefix_index_free(lm->ix);
     sl_free(lm);
 }
 
-static sl_lb_model *lb_new(const sl_model_cfg *m, uint64_t sig)
+static sl_lb_model *lb_new(const sl_model_cfg *m, uint64_t sig, bool shared)
 {
     sl_lb_model *lm = sl_calloc(1, sizeof *lm);
     if (!lm) return NULL;
     lm->sig = sig;
+    lm->share_sig = sig;
+    lm->shared = shared;
+    lm->cursor = -1;
+    pthread_mutex_init(&lm->out_lock, NULL);
+    sl_buf_init(&lm->outbox, SL_LBSHARE_BATCH_MAX);
     lm->ntargets = (uint32_t)m->ntargets;
     lm->t = sl_calloc(m->ntargets, sizeof *lm->t);
     if (!lm->t) {
@@ -82,17 +98,16 @@ static sl_lb_model *lb_new(const sl_model_cfg *m, uint64_t sig)
     return lm;
 }
 
-sl_lb_model *sl_lb_model_get(const sl_model_cfg *m)
+sl_lb_model *sl_lb_model_get(const sl_model_cfg *m, bool shared)
 {
-    if (m->balance != SL_BALANCE_PREFIX_CACHE && m->balance != SL_BALANCE_METRICS)
-        return NULL;
+    if (!sl_lb_needs_state(m->balance, shared)) return NULL;
     uint64_t sig = signature(m);
     pthread_mutex_lock(&reg_lock);
     sl_lb_model *lm = reg;
-    while (lm && !(lm->sig == sig && lm->ntargets == m->ntargets)) lm = lm->next;
+    while (lm && !(lm->sig == sig && lm->ntargets == m->ntargets && lm->shared == shared)) lm = lm->next;
     if (lm) {
         atomic_fetch_add(&lm->refs, 1);
-    } else if ((lm = lb_new(m, sig))) {
+    } else if ((lm = lb_new(m, sig, shared))) {
         lm->next = reg;
         reg = lm;
     }
@@ -136,6 +151,8 @@ void sl_lb_metrics_put(sl_lb_model *lm, uint32_t ti, const sl_lb_metrics *m)
 double sl_lb_load(sl_lb_model *lm, const sl_model_cfg *m, uint32_t ti, uint64_t now_ms, bool *fresh)
 {
     int64_t inflight = atomic_load_explicit(&lm->t[ti].inflight, memory_order_relaxed);
+    /* the other instances' requests, while Redis answers; without it this instance's alone */
+    int64_t remote = sl_lbshare_remote_fresh(lm, now_ms) ? atomic_load_explicit(&lm->t[ti].remote, memory_order_relaxed) : 0;
     double w = (double)(m->targets[ti].weight ? m->targets[ti].weight : 1);
     *fresh = false;
     if (sl_lb_uses_metrics(m)) {
@@ -150,6 +167,7 @@ double sl_lb_load(sl_lb_model *lm, const sl_model_cfg *m, uint32_t ti, uint64_t 
             return (score < 0 ? 0 : score) / w;
         }
     }
+    inflight += remote > 0 ? remote : 0;
     return (double)(inflight < 0 ? 0 : inflight) / w;
 }
 

@@ -18,7 +18,8 @@
  *                  failed or is stale
  *
  * prefix_cache and metrics read process-wide state (lbshared.c); the others
- * only this worker's.
+ * only this worker's, except least_request with state.backend: redis, which
+ * compares in-flight counts of every instance (lbshared_redis.c).
  */
 #include <math.h>
 
@@ -92,8 +93,17 @@ static uint32_t pick_weighted(sl_balancer *b, const sl_model_cfg *m, const uint1
     return c[best];
 }
 
-static uint32_t pick_least_request(sl_balancer *b, const sl_model_cfg *m, const uint16_t *c, size_t n)
+static uint32_t least_loaded(sl_balancer *b, const sl_model_cfg *m, const uint16_t *c, size_t n, const double *load);
+static void loads_of(sl_lb_model *lm, const sl_model_cfg *m, const uint16_t *c, size_t n, uint64_t now, double *load);
+
+static uint32_t pick_least_request(sl_balancer *b, const sl_model_cfg *m, const uint16_t *c, size_t n, uint64_t now)
 {
+    sl_lb_model *lm = b->lbm ? b->lbm[m->index] : NULL;
+    if (lm && lm->shared) { /* global counts: this process's and the other instances' */
+        double load[SL_BAL_MAX_PICK];
+        loads_of(lm, m, c, n, now, load);
+        return least_loaded(b, m, c, n, load);
+    }
     sl_bal_model *bm = &b->models[m->index];
     const sl_bal_target *t = &b->targets[bm->target_base];
     size_t start = bm->cursor++ % n, best = start;
@@ -147,7 +157,7 @@ static void loads_of(sl_lb_model *lm, const sl_model_cfg *m, const uint16_t *c, 
 static uint32_t pick_metrics(sl_balancer *b, const sl_model_cfg *m, const uint16_t *c, size_t n, uint64_t now)
 {
     sl_lb_model *lm = b->lbm ? b->lbm[m->index] : NULL;
-    if (!lm) return pick_least_request(b, m, c, n);
+    if (!lm) return pick_least_request(b, m, c, n, now);
     double load[SL_BAL_MAX_PICK];
     loads_of(lm, m, c, n, now, load);
     return least_loaded(b, m, c, n, load);
@@ -163,7 +173,7 @@ static uint32_t pick_prefix(sl_balancer *b, const sl_model_cfg *m, const uint16_
                             const sl_bal_hint *hint, uint64_t now)
 {
     sl_lb_model *lm = b->lbm ? b->lbm[m->index] : NULL;
-    if (!lm || !lm->ix) return pick_least_request(b, m, c, n);
+    if (!lm || !lm->ix) return pick_least_request(b, m, c, n, now);
     double load[SL_BAL_MAX_PICK];
     loads_of(lm, m, c, n, now, load);
     uint32_t matched[SL_BAL_MAX_PICK] = {0};
@@ -186,7 +196,16 @@ static uint32_t pick_prefix(sl_balancer *b, const sl_model_cfg *m, const uint16_
         }
         pick = c[best]; /* never SIZE_MAX: the least loaded is always within the limit */
     }
-    if (hint && hint->nhashes) sl_prefix_insert(lm->ix, hint->hashes, hint->nhashes, pick);
+    if (hint && hint->nhashes) {
+        if (lm->shared) { /* what the other instances do not know from this index yet: the blocks new to it */
+            uint64_t added[SL_LBSHARE_RECORD_MAX];
+            size_t nadded = 0;
+            sl_prefix_insert_new(lm->ix, hint->hashes, hint->nhashes, pick, added, SL_ARRAY_LEN(added), &nadded);
+            sl_lbshare_record(lm, pick, added, nadded);
+        } else {
+            sl_prefix_insert(lm->ix, hint->hashes, hint->nhashes, pick);
+        }
+    }
     return pick;
 }
 
@@ -208,7 +227,7 @@ int sl_bal_pick_hint(sl_balancer *b, const sl_config *cfg, const sl_model_cfg *m
         return SL_OK;
     }
     switch (m->balance) {
-    case SL_BALANCE_LEAST_REQUEST: *target = pick_least_request(b, m, c, n); break;
+    case SL_BALANCE_LEAST_REQUEST: *target = pick_least_request(b, m, c, n, now_ms); break;
     case SL_BALANCE_LATENCY: *target = pick_latency(b, m, c, n, now_ms); break;
     case SL_BALANCE_PREFIX_CACHE: *target = pick_prefix(b, m, c, n, hint, now_ms); break;
     case SL_BALANCE_METRICS: *target = pick_metrics(b, m, c, n, now_ms); break;

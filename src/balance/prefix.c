@@ -216,9 +216,19 @@ uint32_t sl_prefix_match(sl_prefix_index *ix, const uint64_t *h, size_t n, uint3
 
 int sl_prefix_insert(sl_prefix_index *ix, const uint64_t *h, size_t n, uint32_t target)
 {
+    return sl_prefix_insert_new(ix, h, n, target, NULL, 0, NULL);
+}
+
+int sl_prefix_insert_new(sl_prefix_index *ix, const uint64_t *h, size_t n, uint32_t target, uint64_t *added,
+                         size_t cap, size_t *nadded)
+{
+    if (nadded) *nadded = 0;
     if (target >= ix->ntargets) return SL_EINVAL;
     int rc = SL_OK;
     pthread_mutex_lock(&ix->lock);
+    /* first the new ones, in prompt order: the leading ones matter most when there are more than cap */
+    for (size_t k = 0; added && nadded && k < n && *nadded < cap; k++)
+        if (find(ix, h[k], target) == NIL) added[(*nadded)++] = h[k];
     for (size_t k = n; k-- > 0;) { /* last block first: the leading blocks end up most recent */
         uint32_t i = find(ix, h[k], target);
         if (i != NIL) {

@@ -155,6 +155,22 @@ int sl_state_del(sl_state *h, sl_str key, sl_value_cb cb, void *ud, sl_state_op 
     return key_ok(key) ? h->vt->del(h, key, cb, ud, op) : SL_EINVAL;
 }
 
+void sl_state_script_init(sl_state_script *s, const char *lua)
+{
+    s->lua = lua;
+    sl_state_sha1_hex(lua, s->sha1);
+}
+
+int sl_state_eval(sl_state *h, const sl_state_script *s, const sl_str *keys, size_t nkeys, const sl_str *args,
+                  size_t nargs, sl_items_cb cb, void *ud, sl_state_op **op)
+{
+    no_op(op);
+    if (!h->vt->eval || !s->lua || nkeys + nargs > SL_STATE_MAX_EVAL_ARGS) return SL_EINVAL;
+    for (size_t i = 0; i < nkeys; i++)
+        if (!key_ok(keys[i])) return SL_EINVAL;
+    return h->vt->eval(h, s, keys, nkeys, args, nargs, cb, ud, op);
+}
+
 void sl_state_cancel(sl_state_op *op)
 {
     if (op) sl_state_redis_cancel(op); /* only redis has calls in flight */

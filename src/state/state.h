@@ -106,6 +106,37 @@ int sl_state_incr(sl_state *h, sl_str key, int64_t by, uint64_t ttl_ms, sl_value
 int sl_state_del(sl_state *h, sl_str key, sl_value_cb cb, void *ud, sl_state_op **op);
 
 /*
+ * Lua scripts of other modules (the balancers' shared state): run atomically
+ * by Redis, sent as EVALSHA with EVAL when the server does not know them yet.
+ * The script object must outlive every call that uses it (a static).
+ */
+typedef struct sl_state_script {
+    const char *lua;
+    char sha1[41];
+} sl_state_script;
+void sl_state_script_init(sl_state_script *s, const char *lua);
+
+/* One element of a script's answer: a string (nil: empty), or an integer. */
+typedef struct sl_state_item {
+    sl_str s;
+    int64_t num;
+    bool is_int;
+} sl_state_item;
+/* items are valid during the call only. A flat array answer is its elements; any other answer one item. */
+typedef void (*sl_items_cb)(void *ud, int err, const sl_state_item *items, size_t n);
+
+#define SL_STATE_MAX_EVAL_ARGS 24 /* keys + arguments of one sl_state_eval */
+#define SL_STATE_MAX_ITEMS 100000 /* elements of an answer; longer ones fail with SL_ELIMIT */
+
+/*
+ * Runs s with keys (the handle's key prefix prepended to each) and args.
+ * Redis only: the memory backend answers SL_EINVAL at once (one process has
+ * nothing to share with).
+ */
+int sl_state_eval(sl_state *h, const sl_state_script *s, const sl_str *keys, size_t nkeys, const sl_str *args,
+                  size_t nargs, sl_items_cb cb, void *ud, sl_state_op **op);
+
+/*
  * Cancels a call in flight: its callback will not run. A cancelled
  * reservation that the backend admits anyway is given back at once.
  */

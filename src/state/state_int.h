@@ -16,6 +16,8 @@ typedef struct sl_state_vt {
     int (*set)(sl_state *h, sl_str key, sl_str value, uint64_t ttl_ms, sl_value_cb cb, void *ud, sl_state_op **op);
     int (*incr)(sl_state *h, sl_str key, int64_t by, uint64_t ttl_ms, sl_value_cb cb, void *ud, sl_state_op **op);
     int (*del)(sl_state *h, sl_str key, sl_value_cb cb, void *ud, sl_state_op **op);
+    int (*eval)(sl_state *h, const sl_state_script *s, const sl_str *keys, size_t nkeys, const sl_str *args,
+                size_t nargs, sl_items_cb cb, void *ud, sl_state_op **op); /* NULL: not supported */
     void (*close)(sl_state *h);
 } sl_state_vt;
 
@@ -32,6 +34,7 @@ struct sl_state {
 sl_state *sl_state_memory_open(uv_loop_t *loop);
 sl_state *sl_state_redis_open(uv_loop_t *loop, const sl_state_cfg *cfg);
 void sl_state_redis_cancel(sl_state_op *op);
+void sl_state_sha1_hex(const char *text, char out[41]);
 
 /* Memory table internals, for tests: drop everything. */
 void sl_state_memory_reset(void);

@@ -11,7 +11,8 @@
  * Keys: PREFIX "rl:{CONSUMER}:" WINDOW ":" ID, a hash with fields r (requests),
  * t (tokens) and c (nano-USD), expiring a minute after its window ends. The
  * braces keep a consumer's keys in one Redis Cluster slot. Values of
- * get/set/incr/del live under PREFIX "kv:" KEY.
+ * get/set/incr/del live under PREFIX "kv:" KEY; the keys of sl_state_eval
+ * (other modules' scripts) under PREFIX KEY.
  *
  * Failure handling: replies arrive in the order calls were sent, so calls in
  * flight form a FIFO; one repeating timer fails those past timeout_ms with
@@ -103,7 +104,7 @@ static const char *const scripts[NSCRIPTS] = {reserve_lua, settle_lua, usage_lua
 
 /* ---- connection and calls ------------------------------------------------ */
 
-enum { OP_RESERVE, OP_SETTLE, OP_USAGE, OP_VALUE, OP_INTERNAL };
+enum { OP_RESERVE, OP_SETTLE, OP_USAGE, OP_VALUE, OP_ITEMS, OP_INTERNAL };
 
 #define MAX_ARGS 32
 #define MAX_PENDING 100000 /* calls in flight per connection; more fail at once */
@@ -115,6 +116,7 @@ struct sl_state_op {
     sl_state_op *prev, *next; /* FIFO of calls in flight */
     int kind;
     int script;               /* SCRIPT_* or -1 for a plain command */
+    const char *lua;          /* the script's source (NOSCRIPT: resent as EVAL), or NULL */
     bool answered;            /* the caller's callback ran (or must not run) */
     bool cancelled;
     bool retried_eval;
@@ -123,6 +125,7 @@ struct sl_state_op {
         sl_reserve_cb reserve;
         sl_usage_cb usage;
         sl_value_cb value;
+        sl_items_cb items;
     } cb;
     void *ud;
     int64_t window_id[SL_WIN_COUNT]; /* reserve: where to give back if cancelled and admitted */
@@ -184,6 +187,8 @@ static void fail_op(sl_state_op *op, int err)
         op->cb.usage(op->ud, err, NULL);
     } else if (op->kind == OP_VALUE && op->cb.value) {
         op->cb.value(op->ud, err, SL_STR_NULL, 0);
+    } else if (op->kind == OP_ITEMS && op->cb.items) {
+        op->cb.items(op->ud, err, NULL, 0);
     }
 }
 
@@ -338,6 +343,42 @@ static void deliver_reserve(rconn *c, sl_state_op *op, const redisReply *r)
     op->cb.reserve(op->ud, &res);
 }
 
+static void item_of(const redisReply *e, sl_state_item *it)
+{
+    memset(it, 0, sizeof *it);
+    if (e->type == REDIS_REPLY_INTEGER) {
+        it->is_int = true;
+        it->num = e->integer;
+    } else if (e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS) {
+        it->s = (sl_str){e->str, e->len};
+    }
+}
+
+/* A script's answer as items: a flat array's elements (nested arrays count as nil), or the one value. */
+static void deliver_items(sl_state_op *op, const redisReply *r)
+{
+    op->answered = true;
+    if (!op->cb.items) return;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        sl_state_item it;
+        item_of(r, &it);
+        op->cb.items(op->ud, SL_OK, &it, 1);
+        return;
+    }
+    if (r->elements > SL_STATE_MAX_ITEMS) {
+        op->cb.items(op->ud, SL_ELIMIT, NULL, 0);
+        return;
+    }
+    sl_state_item *items = sl_calloc(r->elements ? r->elements : 1, sizeof *items);
+    if (!items) {
+        op->cb.items(op->ud, SL_ENOMEM, NULL, 0);
+        return;
+    }
+    for (size_t i = 0; i < r->elements; i++) item_of(r->element[i], &items[i]);
+    op->cb.items(op->ud, SL_OK, items, r->elements);
+    sl_free(items);
+}
+
 static void deliver(rconn *c, sl_state_op *op, const redisReply *r)
 {
     if (op->kind == OP_RESERVE) {
@@ -355,6 +396,8 @@ static void deliver(rconn *c, sl_state_op *op, const redisReply *r)
         }
         op->answered = true;
         op->cb.usage(op->ud, SL_OK, &counts);
+    } else if (op->kind == OP_ITEMS) {
+        deliver_items(op, r);
     } else if (op->kind == OP_VALUE) {
         op->answered = true;
         if (!op->cb.value) return;
@@ -369,12 +412,12 @@ static void on_reply(redisAsyncContext *ac, void *rp, void *privdata)
     redisReply *r = rp;
     sl_state_op *op = privdata;
     rconn *c = op->c;
-    if (r && r->type == REDIS_REPLY_ERROR && op->script >= 0 && !op->retried_eval &&
+    if (r && r->type == REDIS_REPLY_ERROR && op->lua && !op->retried_eval &&
         sl_str_starts_with((sl_str){r->str, r->len}, SL_STR("NOSCRIPT")) && c->ac == ac) {
         /* The server does not know the script yet: the same call as EVAL (which also caches it). */
         op->retried_eval = true;
         op->argv[0] = "EVAL", op->argvlen[0] = 4;
-        op->argv[1] = scripts[op->script], op->argvlen[1] = strlen(scripts[op->script]);
+        op->argv[1] = op->lua, op->argvlen[1] = strlen(op->lua);
         if (redisAsyncCommandArgv(ac, on_reply, op, op->argc, op->argv, op->argvlen) == REDIS_OK) return;
     }
     unlink_op(c, op);
@@ -403,6 +446,7 @@ static sl_state_op *op_new(rconn *c, int kind, int script)
     op->c = c;
     op->kind = kind;
     op->script = script;
+    op->lua = script >= 0 ? scripts[script] : NULL;
     sl_buf_init(&op->args, 1u << 20);
     return op;
 }
@@ -605,6 +649,23 @@ static int r_del(sl_state *h, sl_str key, sl_value_cb cb, void *ud, sl_state_op 
     return submit(c, op, out);
 }
 
+static int r_eval(sl_state *h, const sl_state_script *s, const sl_str *keys, size_t nkeys, const sl_str *args,
+                  size_t nargs, sl_items_cb cb, void *ud, sl_state_op **out)
+{
+    rconn *c = (rconn *)h;
+    if (unusable(c)) return SL_EIO;
+    sl_state_op *op = op_new(c, OP_ITEMS, -1);
+    if (!op) return SL_ENOMEM;
+    op->cb.items = cb, op->ud = ud;
+    op->lua = s->lua;
+    arg(op, SL_STR("EVALSHA"));
+    arg(op, (sl_str){s->sha1, 40});
+    arg_i64(op, (int64_t)nkeys);
+    for (size_t i = 0; i < nkeys; i++) arg_key(op, c->base.prefix, "", keys[i], "", -1);
+    for (size_t i = 0; i < nargs; i++) arg(op, args[i]);
+    return submit(c, op, out);
+}
+
 void sl_state_redis_cancel(sl_state_op *op)
 {
     op->cancelled = true;
@@ -637,10 +698,11 @@ static const sl_state_vt redis_vt = {
     .set = r_set,
     .incr = r_incr,
     .del = r_del,
+    .eval = r_eval,
     .close = r_close,
 };
 
-static void sha1_hex(const char *text, char out[41])
+void sl_state_sha1_hex(const char *text, char out[41])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
@@ -668,7 +730,7 @@ sl_state *sl_state_redis_open(uv_loop_t *loop, const sl_state_cfg *cfg)
         sl_free(c);
         return NULL;
     }
-    for (int i = 0; i < NSCRIPTS; i++) sha1_hex(scripts[i], c->sha[i]);
+    for (int i = 0; i < NSCRIPTS; i++) sl_state_sha1_hex(scripts[i], c->sha[i]);
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
     c->tick_ms = SL_MAX(5, SL_MIN(100, c->base.timeout_ms / 4));
