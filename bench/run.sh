@@ -539,7 +539,10 @@ main() {
     phase_json
     R[wall_s]=$((SECONDS - t0))
     R[load_end]=$(cut -d' ' -f1-3 /proc/loadavg)
+    # The "Load balancing (make bench-lb)" section belongs to bench/lb/run.sh: keep it.
+    lb_section=$(sed -n '/^## Load balancing (make bench-lb)/,$p' "$BENCH_OUT" 2>/dev/null || true)
     write_report >"$BENCH_OUT" || true  # (errexit off inside: a missing figure must not end the run)
+    if [ -n "$lb_section" ]; then printf '\n%s\n' "$lb_section" >>"$BENCH_OUT"; fi
     log "wrote $BENCH_OUT in ${R[wall_s]}s"
 }
 main "$@"
