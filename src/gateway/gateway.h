@@ -70,7 +70,8 @@ typedef struct sl_gw_req {
     sl_xlat_stream *xs;           /* stream translator / filter (NULL on the OpenAI fast path) */
     bool stream_done;             /* the upstream stream's terminal event was seen */
     bool stream_started;          /* the upstream stream's first token event was seen (proxy.c preamble) */
-    bool preamble_over;           /* held preamble replayed: later bytes go straight to the stream parser */
+    bool preamble_over;
+    bool client_gone;             /* a write to the caller failed: its connection is closing */           /* held preamble replayed: later bytes go straight to the stream parser */
     sl_buf resp;                  /* buffered non-stream response body */
     bool client_head_sent;
     bool paused;

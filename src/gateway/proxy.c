@@ -124,6 +124,7 @@ static int write_event(sl_gw_req *r, sl_str event, sl_str data)
     if (!rc) {
         if (!r->rec.first_byte_ns) r->rec.first_byte_ns = uv_hrtime();
         rc = sl_hx_write(r->hx, out.p, out.len);
+        if (rc == SL_ECLOSED) r->client_gone = true;
     }
     sl_buf_free(&out);
     return rc;
@@ -163,7 +164,9 @@ static int write_out(sl_gw_req *r, sl_buf *out)
 {
     if (out->len == 0) return SL_OK;
     if (!r->rec.first_byte_ns) r->rec.first_byte_ns = uv_hrtime();
-    return sl_hx_write(r->hx, out->p, out->len);
+    int rc = sl_hx_write(r->hx, out->p, out->len);
+    if (rc == SL_ECLOSED) r->client_gone = true;
+    return rc;
 }
 
 static int on_sse_event(void *ud, sl_str event, sl_str data)
@@ -331,6 +334,7 @@ static int hold_preamble(sl_gw_req *r, const char *p, size_t n)
 static int up_on_data(void *ud, const char *p, size_t n)
 {
     sl_gw_req *r = ud;
+    if (r->client_gone) return SL_ECLOSED; /* stop the transfer: nobody reads the answer */
     if (!r->up_is_sse) {
         int rc = sl_buf_append(&r->resp, p, n);
         return rc == SL_OK ? SL_OK : rc;
@@ -462,8 +466,10 @@ static void finish_stream(sl_gw_req *r)
         if (sl_xlat_stream_finish(r->xs) == SL_FINISH_ERROR && !r->rec.error.n)
             r->rec.error = SL_STR("upstream error inside the stream");
     }
-    sl_fo_attempt_end(r, truncated ? SL_BAL_FAIL : SL_BAL_OK);
-    if (truncated && !r->hx->aborted) stream_error(r, 502, "upstream_error", "upstream stream ended before it was complete");
+    /* A caller that went away says nothing about the target: no verdict for the balancer. */
+    bool caller_gone = r->client_gone || r->hx->aborted;
+    sl_fo_attempt_end(r, caller_gone ? SL_BAL_NO_VERDICT : truncated ? SL_BAL_FAIL : SL_BAL_OK);
+    if (truncated && !caller_gone) stream_error(r, 502, "upstream_error", "upstream stream ended before it was complete");
     sl_gw_finish(r);
 }
 

@@ -162,6 +162,38 @@ test('a client that stops reading a stream is dropped after idle_timeout_ms with
   await stopAll(gw, mock);
 });
 
+// 6. (found by the benchmark) callers that close translated streams early were
+//    counted as failures of the target, which was then ejected: later callers
+//    got 503 "no healthy target".
+test('callers that leave streams early do not eject the target', T, async () => {
+  const mock = await startMock({ args: ['--tokens', '200', '--itl-ms', '5'] });
+  const gw = await startSluice({
+    config: (p) => gatewayConfig({
+      ...p, mockPort: mock.port, workers: 1,
+      extraProviders: `- name: mocka\n  type: anthropic\n  base_url: http://127.0.0.1:${mock.port}/v1\n`,
+      extraModels: `- name: xlat\n  targets: [ { provider: mocka, model: claude-x } ]\n` +
+        `  outlier: { consecutive_failures: 1 }\n  retry: { attempts: 1 }\n`,
+    }),
+  });
+  const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: CALLER_KEY, maxRetries: 0 });
+  const port = Number(new URL(gw.url).port);
+  const body = JSON.stringify({ model: 'xlat', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+  for (let i = 0; i < 8; i++) {
+    // half the callers leave politely (FIN, as an SDK breaking out of its loop), half with a reset (as wrk)
+    const s = await connect(port);
+    s.on('error', () => {});
+    s.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    let got = 0;
+    await new Promise((resolve) => s.on('data', (d) => { got += d.length; if (got > 2000) resolve(); }));
+    if (i % 2) s.resetAndDestroy();
+    else s.destroy();
+  }
+  const r = await client.chat.completions.create({ model: 'xlat', messages: [{ role: 'user', content: 'hi' }] });
+  assert.ok(r.choices[0].message.content.length > 0, 'the target still serves');
+  await stopAll(gw, mock);
+});
+
 test('idle timeout does not cut a large response read slowly on a keep-alive connection', T, async (t) => {
   const mock = await startMock({ args: ['--embedding-dim', '1024'] });
   const gw = await startSluice({
