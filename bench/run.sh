@@ -222,6 +222,7 @@ server:
   listen: ["127.0.0.1:$2"]
   admin_listen: "127.0.0.1:$3"
   workers: 1
+  reuse_port: true   # the 10,000-stream step runs two processes on one port (open-file limit)
   access_log: "$T/sluice-access-$2.log"
 providers:
   - name: mock

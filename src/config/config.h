@@ -42,6 +42,7 @@ typedef struct sl_server_cfg {
     uint64_t workers;            /* 0 = one per CPU */
     uint64_t drain_timeout_ms;   /* 30000 */
     char *access_log;            /* NULL = stdout; "off" disables */
+    bool reuse_port;             /* other processes may share the listen addresses */
     sl_limits_cfg limits;
 } sl_server_cfg;
 

@@ -318,6 +318,9 @@ static const sl_ckey server_keys[] = {
      .max = 3600000, .def = "30000", .doc = "On SIGTERM, how long in-flight requests may finish before exit."},
     {.name = "access_log", .type = SL_CK_STRING, .offset = OFF(sl_server_cfg, access_log),
      .doc = "Access log file (one JSON object a line); absent = stdout; off = none."},
+    {.name = "reuse_port", .type = SL_CK_BOOL, .offset = OFF(sl_server_cfg, reuse_port), .def = "false",
+     .doc = "Let other processes listen on the same address (SO_REUSEPORT: several sluice processes share the "
+            "load, or a new one starts before the old one drains); false = refuse to start on a taken address."},
     {.name = "limits", .type = SL_CK_SECTION, .offset = OFF(sl_server_cfg, limits), .sub = &limits_section,
      .doc = "Client-side limits, below."},
 };

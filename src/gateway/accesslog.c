@@ -63,11 +63,24 @@ static void key_str(sl_jw *w, const char *k, sl_str v)
     else sl_jw_null(w);
 }
 
+/* Milliseconds with microsecond precision ("12.345"), formatted without printf: it is on every request. */
 static void key_ms(sl_jw *w, const char *k, uint64_t from, uint64_t to)
 {
     sl_jw_key(w, k);
-    if (to && to >= from) sl_jw_double(w, (double)((to - from) / 1000) / 1000.0);
-    else sl_jw_null(w);
+    if (!to || to < from) {
+        sl_jw_null(w);
+        return;
+    }
+    uint64_t us = (to - from) / 1000;
+    char tmp[32];
+    size_t i = sizeof tmp;
+    for (int d = 0; d < 3; d++, us /= 10) tmp[--i] = (char)('0' + us % 10);
+    tmp[--i] = '.';
+    do {
+        tmp[--i] = (char)('0' + us % 10);
+        us /= 10;
+    } while (us);
+    sl_jw_raw(w, (sl_str){tmp + i, sizeof tmp - i});
 }
 
 /* Lines collect per thread and go out in one write per loop iteration (the
@@ -119,7 +132,9 @@ void sl_accesslog_write(const sl_req_record *r)
     sl_jw_key(&w, "input_tokens"), sl_jw_int(&w, r->usage.input_tokens);
     sl_jw_key(&w, "output_tokens"), sl_jw_int(&w, r->usage.output_tokens);
     sl_jw_key(&w, "cached_tokens"), sl_jw_int(&w, r->usage.cached_tokens);
-    sl_jw_key(&w, "cost_usd"), sl_jw_double(&w, r->cost_usd);
+    sl_jw_key(&w, "cost_usd");
+    if (r->cost_usd != 0) sl_jw_double(&w, r->cost_usd);
+    else sl_jw_raw(&w, SL_STR("0")); /* the common case without pricing: no float formatting */
     key_ms(&w, "ttft_ms", r->start_ns, r->first_byte_ns);
     key_ms(&w, "duration_ms", r->start_ns, r->end_ns);
     sl_jw_key(&w, "attempts"), sl_jw_int(&w, r->attempts);

@@ -150,8 +150,10 @@ static void make_request_id(sl_gw_req *r)
             return;
         }
     }
-    uint64_t a = gw_rand(r->gw), b = gw_rand(r->gw);
-    snprintf(r->request_id, sizeof r->request_id, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+    static const char hex[] = "0123456789abcdef";
+    uint64_t v[2] = {gw_rand(r->gw), gw_rand(r->gw)};
+    for (int i = 0; i < 32; i++) r->request_id[i] = hex[(v[i / 16] >> (60 - 4 * (i % 16))) & 15];
+    r->request_id[32] = '\0';
 }
 
 typedef struct route {

@@ -133,7 +133,7 @@ int sl_runtime_start(sl_runtime *rt, sl_config *cfg)
     rt->workers = sl_calloc(n, sizeof(sl_worker));
     if (!rt->workers) return SL_ENOMEM;
     rt->config = sl_config_retain(cfg);
-    for (size_t i = 0; i < cfg->server.nlisten; i++) {
+    for (size_t i = 0; i < cfg->server.nlisten && !cfg->server.reuse_port; i++) {
         const sl_listen_addr *a = &cfg->server.listen[i];
         if (sl_server_probe_free(a->host, a->port) != SL_OK) {
             sl_error("cannot listen on %s:%d: %s", a->host, a->port, strerror(errno));
