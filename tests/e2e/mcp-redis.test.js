@@ -47,7 +47,7 @@ function config(p, onError) {
     extra: `
 state:
   backend: redis
-  redis: { url: "${redis.url}", timeout_ms: 500, on_error: ${onError}, key_prefix: "${PREFIX}" }
+  redis: { url: "${redis.url}", timeout_ms: 5000, on_error: ${onError}, key_prefix: "${PREFIX}" }
 consumers:
   - name: alice
     keys: ["${ALICE}"]
@@ -204,6 +204,34 @@ test('legacy SSE sessions stay with their stream and work with state.backend red
   } finally {
     await c.close();
   }
+});
+
+test('a client that goes away while its session is read from Redis: the call is dropped', { timeout: 30_000 }, async () => {
+  const init = await initialize(gwB, 'weather');
+  assert.equal(init.status, 200, init.text);
+  const INFLIGHT = /^sluice_inflight_requests /;
+  const base = await metricValue(gwB.adminUrl, INFLIGHT);
+  // Redis holds every command for a while: the next request waits on its session read
+  await redisCli('CLIENT', 'PAUSE', '1500', 'ALL');
+  const ac = new AbortController();
+  const req = fetch(`${gwB.url}/mcp/weather`, {
+    method: 'POST',
+    signal: ac.signal,
+    headers: { ...JSON_SSE, ...auth(ALICE), 'mcp-session-id': init.sid },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
+  }).catch((e) => e);
+  await waitFor(async () => (await metricValue(gwB.adminUrl, INFLIGHT)) > base, { what: 'the request to wait on redis' });
+  ac.abort();
+  assert.ok((await req) instanceof Error);
+  // the reply, once Redis goes on, finds nobody; the session is served as before
+  const next = await inSession(gwB, 'weather', init.sid, { jsonrpc: '2.0', id: 3, method: 'tools/list' });
+  assert.equal(next.status, 200, next.text);
+  const line = await waitFor(() => gwB.stdoutLines.find((l) => l.api === 'mcp' && l.status === 499), { what: 'a 499 log line' });
+  assert.equal(line.model, 'weather');
+  // a standalone GET stream opens on the instance that did not create the session
+  const get = await fetch(`${gwA.url}/mcp/weather`, { headers: { ...auth(ALICE), accept: 'text/event-stream', 'mcp-session-id': init.sid } });
+  assert.equal(get.status, 200);
+  await get.body.cancel();
 });
 
 test('redis stopped: allow keeps new sessions on the instance, deny answers 503; shared again once back', { timeout: 60_000 }, async () => {
