@@ -11,7 +11,10 @@
  *   DELETE  ends the session.
  *
  * Sessions: initialize creates one (MCP-Session-Id header); every later
- * request must carry it (400 without, 404 when unknown or expired). Origin
+ * request must carry it (400 without, 404 when unknown or expired, or opened
+ * on another server or by another consumer). They are kept by
+ * session_shared.c: in Redis with state.backend redis (the request then waits
+ * for the answer; a client that leaves drops the call), else in memory. Origin
  * (and, when configured, Host) are checked against DNS rebinding before
  * anything else. Errors follow JSON-RPC 2.0 and the MCP transport spec.
  */
@@ -280,8 +283,8 @@ static void x_complete(mcp_x *x)
         on_session_stored(x, rc, SL_STR_NULL);
         return;
     }
-    sl_mcp_store *st = sl_mcp_store_get();
-    st->ops->put(st->self, x->sid, sl_buf_str(&b), x->mc->session_ttl_ms, x->mc->max_sessions, on_session_stored, x);
+    sl_mcp_sess_put(x->r, x->transport == MCPX_HTTP, x->sid, sl_buf_str(&b), x->new_session, on_session_stored, x,
+                    &x->store_op);
     sl_buf_free(&b);
 }
 
@@ -291,6 +294,7 @@ static void on_x_abort(sl_hx *hx, void *arg)
     if (x->aborted) return;
     x->aborted = true;
     sl_mcp_inflight_remove(x);
+    sl_mcp_sess_cancel(&x->store_op); /* a Redis call in flight: its reply finds nobody */
     for (size_t i = 0; i < x->ncalls; i++) {
         mcp_call *c = &x->calls[i];
         if (!c->done && c->cancel) c->cancel(c);
@@ -452,6 +456,9 @@ static void initialize(mcp_call *c)
     x->sid = sl_str_from_cstr(sid);
     memset(&x->sess, 0, sizeof x->sess);
     memcpy(x->sess.version, v, strlen(v));
+    /* Who opened it, on which server: another server or consumer presenting the id does not find it. */
+    x->sess.server = x->srv->name;
+    x->sess.consumer = sl_arena_strndup(x->a, x->r->rec.consumer.p, SL_MIN(x->r->rec.consumer.n, SL_MCP_MAX_NAME));
     x->have_session = x->new_session = x->sess_dirty = true;
     if (x->srv->type == SL_MCP_PROXY) {
         sl_mcp_proxy_initialize(x, c, sl_str_from_cstr(v));
@@ -623,17 +630,28 @@ static void run_in_session(mcp_x *x)
     dispatch_all(x);
 }
 
+/*
+ * A store answer for x's session: decodes it into x->sess and returns true,
+ * or answers 404 (none, or one opened on another server or by another
+ * consumer) or 503 (the store failed) and returns false.
+ */
+static bool session_found(mcp_x *x, int rc, sl_str value)
+{
+    if (rc == SL_OK && sl_mcp_sess_decode(value, x->a, &x->sess) == SL_OK) {
+        bool mine = (!x->sess.server || strcmp(x->sess.server, x->srv->name) == 0) &&
+                    (!x->sess.consumer || sl_str_eq_lit(x->r->rec.consumer, x->sess.consumer));
+        if (mine) return true;
+        rc = SL_ENOTFOUND;
+    }
+    if (rc == SL_ENOTFOUND) http_rpc_error(x->r, 404, SL_MCP_ERR_SESSION_NOT_FOUND, "Session not found");
+    else http_rpc_error(x->r, 503, SL_JSONRPC_INTERNAL_ERROR, "session store unavailable");
+    return false;
+}
+
 static void on_session_loaded(void *ud, int rc, sl_str value)
 {
     mcp_x *x = ud;
-    if (rc == SL_ENOTFOUND) {
-        http_rpc_error(x->r, 404, SL_MCP_ERR_SESSION_NOT_FOUND, "Session not found");
-        return;
-    }
-    if (rc || sl_mcp_sess_decode(value, x->a, &x->sess) != SL_OK) {
-        http_rpc_error(x->r, 503, SL_JSONRPC_INTERNAL_ERROR, "session store unavailable");
-        return;
-    }
+    if (!session_found(x, rc, value)) return;
     x->have_session = true;
     run_in_session(x);
 }
@@ -650,8 +668,7 @@ static bool valid_sid(sl_str s)
 static void load_session(mcp_x *x, sl_str sid)
 {
     x->sid = sid;
-    sl_mcp_store *st = sl_mcp_store_get();
-    st->ops->get(st->self, sid, x->mc->session_ttl_ms, on_session_loaded, x);
+    sl_mcp_sess_get(x->r, x->transport == MCPX_HTTP, sid, on_session_loaded, x, &x->store_op);
 }
 
 static void handle_post(sl_gw_req *r, const sl_mcp_server_cfg *srv)
@@ -777,15 +794,10 @@ static void on_get_abort(sl_hx *hx, void *arg) { get_stream_end(arg); }
 
 static void on_get_session(void *ud, int rc, sl_str value)
 {
-    sl_gw_req *r = ud;
-    if (rc == SL_ENOTFOUND) {
-        http_rpc_error(r, 404, SL_MCP_ERR_SESSION_NOT_FOUND, "Session not found");
-        return;
-    }
-    if (rc) {
-        http_rpc_error(r, 503, SL_JSONRPC_INTERNAL_ERROR, "session store unavailable");
-        return;
-    }
+    mcp_x *x = ud;
+    sl_gw_req *r = x->r;
+    if (!session_found(x, rc, value)) return;
+    x->finished = true; /* the stream takes over the exchange (and its abort) */
     get_stream *g = sl_calloc(1, sizeof *g);
     if (!g) {
         http_rpc_error(r, 503, SL_JSONRPC_INTERNAL_ERROR, "out of memory");
@@ -827,8 +839,13 @@ static void handle_get(sl_gw_req *r, const sl_mcp_server_cfg *srv)
         http_rpc_error(r, 404, SL_MCP_ERR_SESSION_NOT_FOUND, "Session not found");
         return;
     }
-    sl_mcp_store *st = sl_mcp_store_get();
-    st->ops->get(st->self, sid, r->cfg->mcp->session_ttl_ms, on_get_session, r);
+    mcp_x *x = x_new(r, srv, MCPX_HTTP); /* its abort handler cancels a store call in flight */
+    if (!x) {
+        http_rpc_error(r, 503, SL_JSONRPC_INTERNAL_ERROR, "out of memory");
+        return;
+    }
+    x->sid = sid;
+    sl_mcp_sess_get(r, true, sid, on_get_session, x, &x->store_op);
 }
 
 static void on_deleted(void *ud, int rc, sl_str value)
@@ -842,21 +859,13 @@ static void on_deleted(void *ud, int rc, sl_str value)
 /* Called by proxy.c once upstream sessions are closed (or right away for hosted servers). */
 void sl_mcp_delete_local(mcp_x *x)
 {
-    sl_mcp_store *st = sl_mcp_store_get();
-    st->ops->del(st->self, x->sid, on_deleted, x);
+    sl_mcp_sess_del(x->r, true, x->sid, on_deleted, x, &x->store_op);
 }
 
 static void on_delete_loaded(void *ud, int rc, sl_str value)
 {
     mcp_x *x = ud;
-    if (rc == SL_ENOTFOUND) {
-        http_rpc_error(x->r, 404, SL_MCP_ERR_SESSION_NOT_FOUND, "Session not found");
-        return;
-    }
-    if (rc || sl_mcp_sess_decode(value, x->a, &x->sess) != SL_OK) {
-        http_rpc_error(x->r, 503, SL_JSONRPC_INTERNAL_ERROR, "session store unavailable");
-        return;
-    }
+    if (!session_found(x, rc, value)) return;
     if (x->srv->type == SL_MCP_PROXY) sl_mcp_proxy_delete(x);
     else sl_mcp_delete_local(x);
 }
@@ -878,8 +887,7 @@ static void handle_delete(sl_gw_req *r, const sl_mcp_server_cfg *srv)
         return;
     }
     x->sid = sid;
-    sl_mcp_store *st = sl_mcp_store_get();
-    st->ops->get(st->self, sid, x->mc->session_ttl_ms, on_delete_loaded, x);
+    sl_mcp_sess_get(r, true, sid, on_delete_loaded, x, &x->store_op);
 }
 
 /* ---------------------------------------------------------------- entry */

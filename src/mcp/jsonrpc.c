@@ -116,7 +116,7 @@ int sl_mcp_write_tool_result(sl_buf *out, sl_str text, sl_str structured_json, b
     return w.err;
 }
 
-/* ---- session record: {"v":"2025-06-18","i":true,"u":["sid",null,...]} ---- */
+/* ---- session record: {"v":"2025-06-18","i":true,"u":["sid",null,...],"s":"weather","c":"team-a"} ---- */
 
 int sl_mcp_sess_encode(const mcp_sess *s, size_t nup, sl_buf *out)
 {
@@ -131,8 +131,22 @@ int sl_mcp_sess_encode(const mcp_sess *s, size_t nup, sl_buf *out)
         else sl_jw_null(&w);
     }
     sl_jw_arr_end(&w);
+    if (s->server) sl_jw_key(&w, "s"), sl_jw_cstr(&w, s->server);
+    if (s->consumer) sl_jw_key(&w, "c"), sl_jw_cstr(&w, s->consumer);
     sl_jw_obj_end(&w);
     return w.err;
+}
+
+/* An optional string member k of the record's object, at most max bytes: *out NULL when absent. */
+static int opt_name(const sl_json_doc *d, const char *k, size_t max, sl_arena *a, char **out)
+{
+    *out = NULL;
+    int t = sl_json_obj_get(d, 0, k);
+    if (t < 0) return SL_OK;
+    sl_str v;
+    if (sl_json_type_of(d, t) != SL_JSON_STRING || sl_json_str(d, t, a, &v) != SL_OK || v.n > max) return SL_EPARSE;
+    *out = sl_arena_strndup(a, v.p, v.n);
+    return *out ? SL_OK : SL_ENOMEM;
 }
 
 int sl_mcp_sess_decode(sl_str text, sl_arena *a, mcp_sess *s)
@@ -157,7 +171,8 @@ int sl_mcp_sess_decode(sl_str text, sl_arena *a, mcp_sess *s)
                 s->up_sid[i] = sl_arena_strndup(a, sid.p, sid.n);
         }
     }
-    return SL_OK;
+    int rc = opt_name(&d, "s", SL_MCP_MAX_NAME, a, &s->server);
+    return rc ? rc : opt_name(&d, "c", SL_MCP_MAX_NAME, a, &s->consumer);
 }
 
 void sl_mcp_random_id(char *out)

@@ -10,9 +10,11 @@
 #include "gateway/gateway.h"
 #include "json/json.h"
 #include "mcp/mcp.h"
+#include "mcp/session.h"
 
 #define SL_MCP_MAX_UPSTREAMS 64
 #define SL_MCP_MAX_BATCH 64
+#define SL_MCP_MAX_NAME 256 /* server and consumer names in a session record */
 
 /* JSON-RPC 2.0 and MCP error codes. */
 enum {
@@ -56,11 +58,36 @@ typedef struct mcp_sess {
     char version[16];
     char *up_sid[SL_MCP_MAX_UPSTREAMS]; /* proxy: upstream session ids (arena), NULL = none yet */
     bool initialized;                   /* notifications/initialized was seen */
+    char *server;                       /* the server it was opened on (arena), NULL = not recorded */
+    char *consumer;                     /* the consumer that opened it (arena), NULL = not recorded */
 } mcp_sess;
 
-/* Encodes/decodes the stored form (a small JSON object). */
+/*
+ * Encodes/decodes the stored form, a small JSON object:
+ * {"v":VERSION,"i":INITIALIZED,"u":[UPSTREAM SESSION ID or null, ...],"s":SERVER,"c":CONSUMER}
+ * ("s" and "c" only when set; at most SL_MCP_MAX_NAME bytes each, SL_EPARSE otherwise).
+ */
 int sl_mcp_sess_encode(const mcp_sess *s, size_t nup, sl_buf *out);
 int sl_mcp_sess_decode(sl_str text, sl_arena *a, mcp_sess *s);
+
+/*
+ * ---- the session store of an exchange (session_shared.c) ----
+ * shared: the session may live in the state backend (Streamable HTTP); false
+ * for legacy SSE sessions, which stay with their stream on this instance.
+ * With state.backend redis, shared sessions are kept in Redis and a call
+ * answers later on the worker's loop: *pending is set meanwhile, and
+ * sl_mcp_sess_cancel(pending) drops the call (its callback never runs), as
+ * the exchange must when its client goes away. Otherwise the memory store
+ * (session.h) answers before the call returns. The callback gets the codes
+ * of sl_mcp_store_cb; SL_EIO when Redis fails and state.redis.on_error is deny.
+ */
+typedef struct mcp_sess_op mcp_sess_op;
+void sl_mcp_sess_get(sl_gw_req *r, bool shared, sl_str sid, sl_mcp_store_cb cb, void *ud, mcp_sess_op **pending);
+/* create: a new session (bounded by mcp.max_sessions); else an update, SL_ENOTFOUND when it has ended meanwhile. */
+void sl_mcp_sess_put(sl_gw_req *r, bool shared, sl_str sid, sl_str value, bool create, sl_mcp_store_cb cb, void *ud,
+                     mcp_sess_op **pending);
+void sl_mcp_sess_del(sl_gw_req *r, bool shared, sl_str sid, sl_mcp_store_cb cb, void *ud, mcp_sess_op **pending);
+void sl_mcp_sess_cancel(mcp_sess_op **pending);
 
 /* ---- one inbound exchange ---- */
 typedef struct mcp_x mcp_x;
@@ -98,6 +125,7 @@ struct mcp_x {
     char legacy_id[40];       /* 32 hex characters */       /* legacy transport: the stream that gets the answers */
     void *proxy;              /* proxy.c state for this exchange (initialize fan-out) */
     void *inflight;           /* cancel.c registration, NULL when not listed */
+    mcp_sess_op *store_op;    /* a session store call in flight (Redis), cancelled when the client goes away */
 };
 
 /* ---- notifications/cancelled across exchanges and workers (cancel.c) ---- */

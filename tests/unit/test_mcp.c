@@ -120,6 +120,51 @@ static void test_session_record(void **state)
     assert_int_equal(sl_mcp_sess_decode(SL_STR("{}"), &a, &t), SL_EPARSE);
     assert_int_equal(sl_mcp_sess_decode(SL_STR("{\"v\":\"0123456789abcdefXYZ\"}"), &a, &t), SL_EPARSE);
     assert_int_equal(sl_mcp_sess_decode(SL_STR("nope"), &a, &t), SL_EPARSE);
+    assert_null(t.server);
+    sl_arena_free(&a);
+    sl_buf_free(&b);
+}
+
+/* The record kept in Redis (one value per session): who opened it and where, and the bounds of decoding. */
+static void test_session_record_owner(void **state)
+{
+    mcp_sess s = {0}, t;
+    memcpy(s.version, "2025-06-18", 10);
+    s.server = "hub";
+    s.consumer = "team \"a\"";
+    s.up_sid[1] = "up-2";
+    sl_buf b;
+    sl_buf_init(&b, 0);
+    assert_int_equal(sl_mcp_sess_encode(&s, 2, &b), SL_OK);
+    assert_string_equal(sl_buf_cstr(&b),
+                        "{\"v\":\"2025-06-18\",\"i\":false,\"u\":[null,\"up-2\"],\"s\":\"hub\",\"c\":\"team \\\"a\\\"\"}");
+    sl_arena a;
+    sl_arena_init(&a, 1024, 0);
+    assert_int_equal(sl_mcp_sess_decode(sl_buf_str(&b), &a, &t), SL_OK);
+    assert_string_equal(t.version, "2025-06-18");
+    assert_false(t.initialized);
+    assert_null(t.up_sid[0]);
+    assert_string_equal(t.up_sid[1], "up-2");
+    assert_string_equal(t.server, "hub");
+    assert_string_equal(t.consumer, "team \"a\"");
+    /* a record written before owners were kept: both unset (any caller on any server) */
+    assert_int_equal(sl_mcp_sess_decode(SL_STR("{\"v\":\"2025-03-26\",\"i\":true,\"u\":[]}"), &a, &t), SL_OK);
+    assert_null(t.server);
+    assert_null(t.consumer);
+    /* wrong types and names past the bound are refused */
+    assert_int_equal(sl_mcp_sess_decode(SL_STR("{\"v\":\"2025-03-26\",\"s\":7}"), &a, &t), SL_EPARSE);
+    assert_int_equal(sl_mcp_sess_decode(SL_STR("{\"v\":\"2025-03-26\",\"c\":null}"), &a, &t), SL_EPARSE);
+    sl_buf_clear(&b);
+    sl_buf_append_cstr(&b, "{\"v\":\"2025-03-26\",\"c\":\"");
+    for (int i = 0; i < SL_MCP_MAX_NAME; i++) sl_buf_append(&b, "x", 1);
+    sl_buf_append_cstr(&b, "\"}");
+    assert_int_equal(sl_mcp_sess_decode(sl_buf_str(&b), &a, &t), SL_OK); /* exactly the bound */
+    assert_int_equal((int)strlen(t.consumer), SL_MCP_MAX_NAME);
+    sl_buf_clear(&b);
+    sl_buf_append_cstr(&b, "{\"v\":\"2025-03-26\",\"s\":\"");
+    for (int i = 0; i <= SL_MCP_MAX_NAME; i++) sl_buf_append(&b, "x", 1);
+    sl_buf_append_cstr(&b, "\"}");
+    assert_int_equal(sl_mcp_sess_decode(sl_buf_str(&b), &a, &t), SL_EPARSE);
     sl_arena_free(&a);
     sl_buf_free(&b);
 }
@@ -499,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_rpc_classify),
         cmocka_unit_test(test_rpc_write),
         cmocka_unit_test(test_session_record),
+        cmocka_unit_test(test_session_record_owner),
         cmocka_unit_test_teardown(test_session_store, store_teardown),
         cmocka_unit_test(test_templates),
         cmocka_unit_test(test_config_section),
