@@ -88,17 +88,6 @@ static const sl_price_cfg *price_of(const sl_gw_req *r)
 }
 
 /* The worker's state handle, opened (or reopened after a reload changed `state`) on first use. */
-static sl_state *worker_state(sl_gw_req *r)
-{
-    sl_gw_worker *gw = r->gw;
-    if (gw->state && sl_state_same_config(gw->state, &r->cfg->state)) return gw->state;
-    sl_state *next = sl_state_open(&gw->w->loop, &r->cfg->state);
-    if (!next) return gw->state; /* keep the old one rather than none */
-    sl_state *old = gw->state;
-    gw->state = next; /* first: closing answers the old handle's calls, and their callbacks use gw->state */
-    sl_state_close(old);
-    return next;
-}
 
 /* ---- limits and headers -------------------------------------------------- */
 
@@ -259,7 +248,7 @@ static int rl_request(sl_gw_req *r)
         return SL_FILTER_NEXT;
     }
     load_limits(&q->q, &r->consumer->limits);
-    sl_state *st = worker_state(r);
+    sl_state *st = sl_gw_state(r);
     if (!st) return backend_failed(q, NULL, SL_ENOMEM);
     q->in_call = true;
     int rc = sl_state_reserve(st, &q->q, on_reserved, q, &q->op);
@@ -292,7 +281,7 @@ static void rl_done(sl_gw_req *r)
         s.delta[SL_MET_COST] = cost;
     }
     if (!s.delta[SL_MET_REQUESTS] && !s.delta[SL_MET_TOKENS] && !s.delta[SL_MET_COST]) return;
-    sl_state *st = worker_state(r);
+    sl_state *st = sl_gw_state(r);
     int rc = st ? sl_state_settle(st, &s) : SL_ENOMEM;
     if (rc != SL_OK) {
         sl_metrics_state_error(r->gw->w, st ? sl_state_backend_name(st) : "none", "settle");

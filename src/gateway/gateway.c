@@ -58,10 +58,25 @@ static uint64_t gw_rand(sl_gw_worker *gw)
     return x * 0x2545f4914f6cdd1dull;
 }
 
+/*
+ * The worker's state-backend handle (limits, MCP sessions, shared balancer
+ * state), opened on first use and reopened when a reload changed `state`.
+ */
+sl_state *sl_gw_state(sl_gw_req *r)
+{
+    sl_gw_worker *gw = r->gw;
+    if (gw->state && sl_state_same_config(gw->state, &r->cfg->state)) return gw->state;
+    sl_state *next = sl_state_open(&gw->w->loop, &r->cfg->state);
+    if (!next) return gw->state; /* keep the old one rather than none */
+    sl_state *old = gw->state;
+    gw->state = next; /* first: closing answers the old handle's calls, whose callbacks may come back here */
+    sl_state_close(old);
+    return next;
+}
+
 /* ---------------------------------------------------------------- errors */
 
 /* Builds an error body in protocol p (SPEC §3). */
-void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code, const char *msg, sl_buf *out);
 void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code, const char *msg, sl_buf *out)
 {
     sl_xlat_error(p, status, type, code, sl_str_from_cstr(msg), out);

@@ -95,6 +95,10 @@ typedef struct sl_gw_req {
 void sl_gw_error(sl_gw_req *r, int status, const char *type, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 void sl_gw_finish(sl_gw_req *r);
+/* The worker's state-backend handle for this request's snapshot (opened or reopened on demand; may be NULL). */
+struct sl_state *sl_gw_state(sl_gw_req *r);
+/* An error body in protocol p (SPEC §3), appended to out. */
+void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code, const char *msg, sl_buf *out);
 void sl_gw_common_headers(sl_gw_req *r, sl_http_header *h, size_t *n, size_t cap);
 /* proxy.c */
 void sl_proxy_start(sl_gw_req *r);

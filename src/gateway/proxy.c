@@ -31,8 +31,6 @@
 #include "providers/providers.h"
 #include "telemetry/telemetry.h"
 
-void sl_gw_error_body(sl_proto p, int status, const char *type, const char *code, const char *msg, sl_buf *out);
-
 static void send_stream_head(sl_gw_req *r);
 
 /* ---------------------------------------------------------------- request body */

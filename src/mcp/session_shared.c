@@ -96,17 +96,6 @@ static void scripts_init(void)
 }
 
 /* The worker's state handle, opened (or reopened after a reload changed `state`) on first use. */
-static sl_state *worker_state(sl_gw_req *r)
-{
-    sl_gw_worker *gw = r->gw;
-    if (gw->state && sl_state_same_config(gw->state, &r->cfg->state)) return gw->state;
-    sl_state *next = sl_state_open(&gw->w->loop, &r->cfg->state);
-    if (!next) return gw->state; /* keep the old one rather than none */
-    sl_state *old = gw->state;
-    gw->state = next; /* first: closing answers the old handle's calls, which may come back here */
-    sl_state_close(old);
-    return next;
-}
 
 static bool shared(const sl_gw_req *r, bool want) { return want && r->cfg->state.backend == SL_STATE_REDIS; }
 
@@ -225,7 +214,7 @@ static void start(sl_gw_req *r, int kind, sl_str sid, sl_str value, bool create,
     op->r = r, op->kind = kind, op->create = create, op->cb = cb, op->ud = ud, op->pending = pending;
     op->sid = (sl_str){sc, sid.n};
     if (kind == OP_PUT) op->value = (sl_str){vc, value.n};
-    int rc = start_redis(op, worker_state(r));
+    int rc = start_redis(op, sl_gw_state(r));
     if (rc == SL_OK) {
         *pending = op;
         return;
