@@ -12,20 +12,20 @@ if (!Number.isInteger(port) || port <= 0 || port > 65535) {
     process.stderr.write('usage: node otlp_sink.cjs PORT\n');
     process.exit(2);
 }
-let exports = 0, bytes = 0;
+let posts = 0, bytes = 0;
 
 const server = http.createServer((req, res) => {
     if (req.method === 'POST' && req.url === '/v1/traces') {
         req.on('data', (chunk) => { bytes += chunk.length; });
         req.on('end', () => {
-            exports++;
+            posts++;
             res.writeHead(200, { 'content-type': 'application/json', 'content-length': 2 });
             res.end('{}');
         });
         return;
     }
     if (req.method === 'GET' && req.url === '/stats') {
-        const body = JSON.stringify({ exports, bytes });
+        const body = JSON.stringify({ exports: posts, bytes });
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
         res.end(body);
         return;

@@ -196,8 +196,9 @@ section_features() {
     echo "Cost per request against (a), in µs: *from req/s* = 1e6/req/s − 1e6/req/s of (a) at 16 connections (the time the"
     echo "one core spends per request, when sluice's core is the bottleneck: see its CPU column); *CPU* = sluice's CPU time"
     echo "per request at 16 connections (user + system, from /proc) minus (a)'s; *p50* = p50 at 1 connection minus (a)'s."
+    echo "The CPU figure is the steadiest when other jobs disturb the run (\"others\": CPU used by everything not under test)."
     echo
-    echo "| variant | req/s c16 | cost from req/s µs | sluice CPU µs/req c16 | cost from CPU µs | p50 c1 µs | cost from p50 µs | p99 c1 µs | p50 / p99 c16 µs | errors c1/c16 | CPU % sluice / mock / wrk / others (OTLP receiver, Redis, other jobs) c16 |"
+    echo "| variant | req/s c16 | cost from req/s µs | sluice CPU µs/req c16 | cost from CPU µs | p50 c1 µs | cost from p50 µs | p99 c1 µs | p50 / p99 c16 µs | errors c1/c16 | CPU % c16: sluice / mock / wrk / OTLP receiver or Redis / others |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|"
     local rb cb pb var
     rb=$(v f.bare.c16.rps); cb=$(cpu_per_req f.bare.c16); pb=$(v f.bare.c1.p50_us)
@@ -207,14 +208,16 @@ section_features() {
             echo "| $(feat_label "$var") | not run: ${R[$k.why]:-failed} | | | | | | | | | |"
             continue
         fi
-        local r c p cr cc cp
+        local r c p cr cc cp aux oth
+        aux=$(v "$k.c16.aux_cpu"); oth=$(v "$k.c16.others_cpu")
+        if [ -n "$aux" ] && [ -n "$oth" ]; then oth=$(calc "$oth > $aux ? $oth - $aux : 0" 0); fi
         r=$(v "$k.c16.rps"); c=$(cpu_per_req "$k.c16"); p=$(v "$k.c1.p50_us")
         if [ "$var" = bare ]; then cr="(base)"; cc="(base)"; cp="(base)"
         else
             cr="—"; if [ -n "$r" ] && [ -n "$rb" ] && [ "$(calc "$r > 0 && $rb > 0" 0)" = 1 ]; then cr=$(calc "1000000 / $r - 1000000 / $rb" 1); fi
             cc=$(minus "$c" "$cb"); cp=$(minus "$p" "$pb" 0)
         fi
-        echo "| $(feat_label "$var") | $(fmt_rps "$k.c16.rps") | $cr | ${c:-—} | $cc | $(us "$k.c1.p50_us") | $cp | $(us "$k.c1.p99_us") | $(us "$k.c16.p50_us") / $(us "$k.c16.p99_us") | $(us "$k.c1.errors")/$(us "$k.c16.errors") | $(us "$k.c16.gw_cpu") / $(us "$k.c16.mock_cpu") / $(us "$k.c16.load_cpu") / $(us "$k.c16.others_cpu") |"
+        echo "| $(feat_label "$var") | $(fmt_rps "$k.c16.rps") | $cr | ${c:-—} | $cc | $(us "$k.c1.p50_us") | $cp | $(us "$k.c1.p99_us") | $(us "$k.c16.p50_us") / $(us "$k.c16.p99_us") | $(us "$k.c1.errors")/$(us "$k.c16.errors") | $(us "$k.c16.gw_cpu") / $(us "$k.c16.mock_cpu") / $(us "$k.c16.load_cpu") / ${aux:-—} / ${oth:-—} |"
     done
     echo
     echo "What shows each feature was on in its variant's last round (sluice's /metrics, its usage API; OTLP receiver: $(v f.sink)):"

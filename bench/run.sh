@@ -417,7 +417,7 @@ best_of() {
     done
     [ -n "$best" ] || return 0
     local f
-    for f in rps requests p50_us p90_us p99_us max_us errors gw_cpu gw_ticks mock_cpu load_cpu others_cpu; do
+    for f in rps requests p50_us p90_us p99_us max_us errors gw_cpu gw_ticks mock_cpu load_cpu others_cpu aux_cpu; do
         R[$key.$f]=${R[$key.r$best.$f]:-}
     done
     R[$key.round]=$best
@@ -615,9 +615,17 @@ phase_features() { # sluice only: what metrics, tracing and limits cost per requ
             start_feature_gw "$v" || { R[f.$v.failed]=1; R[f.$v.why]="sluice did not start"; stop_gw; continue; }
             curl_headers
             check_answer "feature $v" || { R[f.$v.failed]=1; R[f.$v.why]="check request failed"; stop_gw; continue; }
-            run_wrk "f.$v.warm" 16 "$T/chat-1k.json" /v1/chat/completions 1 >/dev/null 2>&1
+            # no separate warm-up: the 1-connection run warms the process for the 16-connection one, and its
+            # first requests do not move its p50
             run_wrk "f.$v.c1.r$round" 1 "$T/chat-1k.json" /v1/chat/completions "$BENCH_FEAT_SECONDS"
+            # the helper's CPU (OTLP receiver or Redis) during the 16-connection run, apart from "others"
+            local aux="" a0 w0
+            case $v in tracing) aux=$SINK_PID ;; limits-redis) aux=$REDIS_PID ;; esac
+            if [ -n "$aux" ]; then a0=$(cpu_ticks "$aux"); w0=$(date +%s.%N); fi
             run_wrk "f.$v.c16.r$round" 16 "$T/chat-1k.json" /v1/chat/completions "$BENCH_FEAT_SECONDS"
+            if [ -n "$aux" ]; then
+                R[f.$v.c16.r$round.aux_cpu]=$(calc "($(cpu_ticks "$aux") - $a0) * 100 / ($CLK_TCK * ($(date +%s.%N) - $w0))" 0)
+            fi
             if [ "$round" = "$BENCH_ROUNDS" ]; then feature_evidence "$v"; fi
             stop_gw
         done
