@@ -26,7 +26,8 @@ machine() {
     echo "- Others: $(nginx -v 2>&1 | sed 's/.*: //'), Portkey gateway $(node -p "require('$ROOT/bench/node_modules/@portkey-ai/gateway/package.json').version" 2>/dev/null || echo '—') on node $(node --version 2>/dev/null) (@hono/node-server $(node -p "require('$ROOT/bench/node_modules/@hono/node-server/package.json').version" 2>/dev/null || echo '—')), $(wrk --version 2>&1 | head -1 | awk '{ print "wrk", $2 }')"
     echo "- Machine load (1/5/15-min load average) at the start: $(v load_start); at the end: $(v load_end). Other jobs were running on this machine unless these are near 0: see the \"others CPU\" column."
     echo "- Processes under test and load generators run at nice $BENCH_NICE (BENCH_NICE)."
-    echo "- Open-file limit: $FD_LIMIT; run took $(v wall_s) s; BENCH_SECONDS=$BENCH_SECONDS, BENCH_XLAT_SECONDS=$BENCH_XLAT_SECONDS, BENCH_ROUNDS=$BENCH_ROUNDS, streams of $BENCH_STREAM_TOKENS tokens every $BENCH_ITL_MS ms, stall = a gap over $BENCH_STALL_MS ms, ramp $BENCH_RAMP streams/s"
+    echo "- Steps: $BENCH_STEPS (BENCH_STEPS)."
+    echo "- Open-file limit: $FD_LIMIT; run took $(v wall_s) s; BENCH_SECONDS=$BENCH_SECONDS, BENCH_XLAT_SECONDS=$BENCH_XLAT_SECONDS, BENCH_FEAT_SECONDS=$BENCH_FEAT_SECONDS, BENCH_ROUNDS=$BENCH_ROUNDS, streams of $BENCH_STREAM_TOKENS tokens every $BENCH_ITL_MS ms, stall = a gap over $BENCH_STALL_MS ms, ramp $BENCH_RAMP streams/s"
     if [ "$BENCH_PIN" = 1 ]; then
         echo "- Cores: the gateway under test is pinned to core $GW_CPU (one worker: sluice \`workers: 1\`, nginx \`worker_processes 1\`, Portkey is one node process); wrk, the SSE client and the mock share core $LOAD_CPU. Direct runs put the mock on core $GW_CPU. (taskset)"
     else
@@ -161,6 +162,72 @@ section_translation() {
     echo
 }
 
+feat_label() {
+    case $1 in
+    bare) echo "(a) bare: metrics off, no traces, access log off, no consumers" ;;
+    metrics) echo "(b) + metrics" ;;
+    tracing) echo "(c) + metrics + tracing (sample_ratio 1.0)" ;;
+    limits-memory) echo "(d) + limits, state.backend memory" ;;
+    limits-redis) echo "(e) + limits, state.backend redis" ;;
+    *) echo "$1" ;;
+    esac
+}
+cpu_per_req() { # cpu_per_req KEY: sluice CPU time per request in µs during the run KEY (empty when unknown)
+    local t n; t=$(v "$1.gw_ticks"); n=$(v "$1.requests")
+    if [ -z "$t" ] || [ -z "$n" ] || [ "$n" = 0 ]; then echo ""; else calc "$t * 1000000 / $CLK_TCK / $n" 1; fi
+}
+minus() { # minus A B [digits]: A - B, or — when either is missing
+    if [ -z "$1" ] || [ -z "$2" ]; then echo "—"; else calc "$1 - $2" "${3:-1}"; fi
+}
+
+section_features() {
+    [ -n "$(v f.bare.c16.rps)" ] || return 0
+    echo "## Feature cost (sluice)"
+    echo
+    echo "Issues 5 and 6: what metrics, tracing and limits cost per request. The same mock and 1 KB chat body as above;"
+    echo "sluice (one worker, core $GW_CPU) in five variants, each a fresh process, run in ${BENCH_ROUNDS} interleaved rounds of"
+    echo "${BENCH_FEAT_SECONDS} s per figure (best round: most req/s at 16 connections, lowest p50 at 1). Every variant keeps the"
+    echo "model mapping and turns the access log off; (b)-(e) each add one feature to (a). Tracing exports every request"
+    echo "(a SERVER span and a CLIENT span per attempt) to a local OTLP/HTTP receiver (bench/otlp_sink.cjs, answers 200);"
+    echo "limits: one consumer whose key wrk sends, with requests_per_minute and tokens_per_minute far above what a run"
+    echo "reaches, so every request is authenticated, checked, reserved and settled and none is refused; Redis is a local"
+    echo "\`redis-server\` (no persistence, \`on_error: deny\`). The OTLP receiver and Redis share core $LOAD_CPU with wrk and the mock."
+    echo
+    echo "Cost per request against (a), in µs: *from req/s* = 1e6/req/s − 1e6/req/s of (a) at 16 connections (the time the"
+    echo "one core spends per request, when sluice's core is the bottleneck: see its CPU column); *CPU* = sluice's CPU time"
+    echo "per request at 16 connections (user + system, from /proc) minus (a)'s; *p50* = p50 at 1 connection minus (a)'s."
+    echo "The CPU figure is the steadiest when other jobs disturb the run (\"others\": CPU used by everything not under test)."
+    echo
+    echo "| variant | req/s c16 | cost from req/s µs | sluice CPU µs/req c16 | cost from CPU µs | p50 c1 µs | cost from p50 µs | p99 c1 µs | p50 / p99 c16 µs | errors c1/c16 | CPU % c16: sluice / mock / wrk / OTLP receiver or Redis / others |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    local rb cb pb var
+    rb=$(v f.bare.c16.rps); cb=$(cpu_per_req f.bare.c16); pb=$(v f.bare.c1.p50_us)
+    for var in $FEAT_VARIANTS; do
+        local k=f.$var
+        if [ "${R[$k.failed]:-0}" = 1 ] && [ -z "$(v "$k.c16.rps")" ]; then
+            echo "| $(feat_label "$var") | not run: ${R[$k.why]:-failed} | | | | | | | | | |"
+            continue
+        fi
+        local r c p cr cc cp aux oth
+        aux=$(v "$k.c16.aux_cpu"); oth=$(v "$k.c16.others_cpu")
+        if [ -n "$aux" ] && [ -n "$oth" ]; then oth=$(calc "$oth > $aux ? $oth - $aux : 0" 0); fi
+        r=$(v "$k.c16.rps"); c=$(cpu_per_req "$k.c16"); p=$(v "$k.c1.p50_us")
+        if [ "$var" = bare ]; then cr="(base)"; cc="(base)"; cp="(base)"
+        else
+            cr="—"; if [ -n "$r" ] && [ -n "$rb" ] && [ "$(calc "$r > 0 && $rb > 0" 0)" = 1 ]; then cr=$(calc "1000000 / $r - 1000000 / $rb" 1); fi
+            cc=$(minus "$c" "$cb"); cp=$(minus "$p" "$pb" 0)
+        fi
+        echo "| $(feat_label "$var") | $(fmt_rps "$k.c16.rps") | $cr | ${c:-—} | $cc | $(us "$k.c1.p50_us") | $cp | $(us "$k.c1.p99_us") | $(us "$k.c16.p50_us") / $(us "$k.c16.p99_us") | $(us "$k.c1.errors")/$(us "$k.c16.errors") | $(us "$k.c16.gw_cpu") / $(us "$k.c16.mock_cpu") / $(us "$k.c16.load_cpu") / ${aux:-—} / ${oth:-—} |"
+    done
+    echo
+    echo "What shows each feature was on in its variant's last round (sluice's /metrics, its usage API; OTLP receiver: $(v f.sink)):"
+    echo
+    for var in $FEAT_VARIANTS; do
+        [ -n "$(v "f.$var.evidence")" ] && echo "- $(feat_label "$var"): $(v "f.$var.evidence")"
+    done
+    echo
+}
+
 section_targets() {
     echo "## Issue 7 targets"
     echo
@@ -221,18 +288,19 @@ write_report() {
     echo
     machine
     echo
-    section_latency
-    section_rps
-    section_ratios
-    section_streams
-    section_memory
-    section_translation
-    section_targets
-    echo "## JSON (sluice's reader and splice vs cJSON)"
-    echo
-    echo "bench/json_bench.c, ${BENCH_JSON_SECONDS} s per cell, pinned to core $LOAD_CPU:"
-    echo
-    cat "$T/json.md"
-    echo
+    if step requests; then section_latency; section_rps; section_ratios; fi
+    if step streams; then section_streams; fi
+    if step requests || step streams; then section_memory; fi
+    if step translation; then section_translation; fi
+    if step features; then section_features; fi
+    if step requests || step streams; then section_targets; fi
+    if step json; then
+        echo "## JSON (sluice's reader and splice vs cJSON)"
+        echo
+        echo "bench/json_bench.c, ${BENCH_JSON_SECONDS} s per cell, pinned to core $LOAD_CPU:"
+        echo
+        cat "$T/json.md"
+        echo
+    fi
     section_profile
 }

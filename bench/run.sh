@@ -5,8 +5,10 @@
 #   nginx    wrk -> nginx (plain reverse proxy, upstream keep-alive) -> mock
 #   portkey  wrk -> Portkey's gateway 1.15.2 (node) -> mock
 #   sluice   wrk -> sluice (model mapping, usage accounting, metrics, access log) -> mock
-# and writes bench/RESULTS.md. Everything listens on 127.0.0.1 only; every
-# process started here is stopped on exit (trap). See docs/benchmarks.md.
+# then what sluice's features cost per request (metrics, tracing, limits in
+# memory and in Redis, each against all off), and writes bench/RESULTS.md.
+# Everything listens on 127.0.0.1 only; every process started here is stopped
+# on exit (trap). See docs/benchmarks.md.
 #
 # Knobs (environment), defaults in brackets:
 #   BENCH_SECONDS [4]        seconds per wrk run (latency and requests/s)
@@ -17,12 +19,15 @@
 #   BENCH_STALL_MS [100]     a gap between two events longer than this is a stall
 #   BENCH_RAMP [2500]        new streams per second while ramping up
 #   BENCH_TARGETS ["direct nginx portkey sluice"]
+#   BENCH_STEPS ["requests translation features streams json"]  which steps run; a run of some of them only
+#                            writes build/bench/RESULTS.md (not bench/RESULTS.md) unless BENCH_OUT says otherwise
+#   BENCH_FEAT_SECONDS [3]   seconds per feature-cost run
 #   BENCH_PIN [1]            pin processes to cores with taskset (0: let them float)
 #   BENCH_PROFILE [1]        perf profile of sluice under 1 KB / 16 connections (if perf exists)
 #   BENCH_JSON_SECONDS [0.3] seconds per JSON benchmark cell
 #   BENCH_NICE [-10 as root, else 0] nice level of every process under test and of the load generators, so
 #                            that other jobs on a shared machine disturb the runs less (the same for every target)
-#   BENCH_OUT [bench/RESULTS.md]; BENCH_KEEP [0] keep the temp dir (logs, configs)
+#   BENCH_OUT [bench/RESULTS.md, or build/bench/RESULTS.md for a partial BENCH_STEPS]; BENCH_KEEP [0] keep the temp dir (logs, configs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,10 +41,17 @@ BENCH_ITL_MS=${BENCH_ITL_MS:-20}
 BENCH_STALL_MS=${BENCH_STALL_MS:-100}
 BENCH_RAMP=${BENCH_RAMP:-2500}
 BENCH_TARGETS=${BENCH_TARGETS:-"direct nginx portkey sluice"}
+ALL_STEPS="requests translation features streams json"
+BENCH_STEPS=${BENCH_STEPS:-$ALL_STEPS}
+BENCH_FEAT_SECONDS=${BENCH_FEAT_SECONDS:-3}
 BENCH_PIN=${BENCH_PIN:-1}
 BENCH_PROFILE=${BENCH_PROFILE:-1}
 BENCH_JSON_SECONDS=${BENCH_JSON_SECONDS:-0.3}
-BENCH_OUT=${BENCH_OUT:-bench/RESULTS.md}
+if [ "$(echo $BENCH_STEPS | tr ' ' '\n' | sort | xargs)" = "$(echo $ALL_STEPS | tr ' ' '\n' | sort | xargs)" ]; then
+    BENCH_OUT=${BENCH_OUT:-bench/RESULTS.md}
+else # a partial run must not overwrite the full report
+    BENCH_OUT=${BENCH_OUT:-build/bench/RESULTS.md}
+fi
 BENCH_KEEP=${BENCH_KEEP:-0}
 if [ "$(id -u)" = 0 ]; then BENCH_NICE=${BENCH_NICE:--10}; else BENCH_NICE=${BENCH_NICE:-0}; fi
 
@@ -62,6 +74,7 @@ T=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 PIDS=()
 declare -A R   # results: R[target.metric]=value
 
+step() { [[ " $BENCH_STEPS " == *" $1 "* ]]; } # step NAME: is NAME in BENCH_STEPS
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 cleanup() {
@@ -354,6 +367,7 @@ run_wrk() {
     R[$key.errors]=$(( ${R[$key.err_connect]} + ${R[$key.err_read]} + ${R[$key.err_write]} + ${R[$key.err_timeout]} + ${R[$key.non2xx]} ))
     local load_ticks; load_ticks=$(awk -v hz="$CLK_TCK" '{ printf "%d", ($1 + $2) * hz }' "$T/wrk.time")
     R[$key.gw_cpu]=$(calc "($g1 - $g0) * 100 / ($CLK_TCK * $secs)" 0)
+    R[$key.gw_ticks]=$((g1 - g0))
     R[$key.mock_cpu]=$(calc "($m1 - $m0) * 100 / ($CLK_TCK * $secs)" 0)
     R[$key.load_cpu]=$(calc "$load_ticks * 100 / ($CLK_TCK * $secs)" 0)
     R[$key.others_cpu]=$(others_cpu "$b0" "$b1" "$(( g1 - g0 + m1 - m0 + load_ticks ))" "$secs")
@@ -404,7 +418,7 @@ best_of() {
     done
     [ -n "$best" ] || return 0
     local f
-    for f in rps requests p50_us p90_us p99_us max_us errors gw_cpu mock_cpu load_cpu others_cpu; do
+    for f in rps requests p50_us p90_us p99_us max_us errors gw_cpu gw_ticks mock_cpu load_cpu others_cpu aux_cpu; do
         R[$key.$f]=${R[$key.r$best.$f]:-}
     done
     R[$key.round]=$best
@@ -486,6 +500,149 @@ phase_translation() { # sluice only: translation cost against pass-through, inte
     stop_pid "$MOCK_PID"
 }
 
+# ---- feature cost (issues 5 and 6) ----
+
+# Variants of sluice on the same mock, each one feature on top of "bare" (model mapping only; metrics off, no
+# traces, access log off, no consumers), so that each row minus bare is that feature's cost.
+FEAT_VARIANTS="bare metrics tracing limits-memory limits-redis"
+FEAT_KEY=sk-bench-feature-cost
+SINK_PID=""; SINK_PORT=""; REDIS_PID=""; REDIS_PORT=""
+
+write_feature_config() { # FILE PORT ADMIN_PORT VARIANT
+    local port=$2 admin=$3 variant=$4 metrics=false
+    case $variant in metrics | tracing) metrics=true ;; esac
+    {
+        cat <<EOC
+# sluice in the feature-cost step, variant "$variant": model mapping only (metrics off, no traces,
+# access log off, no consumers), plus the one feature this variant measures.
+server:
+  listen: ["127.0.0.1:$port"]
+  admin_listen: "127.0.0.1:$admin"
+  workers: 1
+  access_log: "off"
+providers:
+  - name: mock
+    type: openai-compatible
+    base_url: "http://127.0.0.1:$MOCK_PORT/v1"
+    max_connections: 30000
+models:
+  - name: demo
+    targets: [ { provider: mock, model: mock-model } ]
+telemetry:
+  metrics: { enabled: $metrics }
+EOC
+        if [ "$variant" = tracing ]; then
+            echo "  traces: { endpoint: \"http://127.0.0.1:$SINK_PORT/v1/traces\", sample_ratio: 1.0 }"
+        fi
+        case $variant in
+        limits-memory) echo "state: { backend: memory }" ;;
+        limits-redis) # deny: a Redis that does not answer must show as errors, not as free limits
+            echo "state:"
+            echo "  backend: redis"
+            echo "  redis: { url: \"redis://127.0.0.1:$REDIS_PORT/0\", on_error: deny, key_prefix: \"sluice-bench:\" }" ;;
+        esac
+        case $variant in
+        limits-*) # limits far above what a run can reach: every request is checked, reserved and settled, none refused
+            cat <<EOC
+consumers:
+  - name: bench
+    keys: ["$FEAT_KEY"]
+    limits: { requests_per_minute: 1000000000, tokens_per_minute: 100000000000 }
+EOC
+            ;;
+        esac
+    } >"$1"
+}
+
+start_feature_gw() { # start_feature_gw VARIANT: like start_gw sluice, one process
+    local variant=$1 admin
+    GW_PIDS=(); GW_HEADERS=""
+    GW_PORT=$(free_port); admin=$(free_port)
+    write_feature_config "$T/feat-$variant-$GW_PORT.yaml" "$GW_PORT" "$admin" "$variant"
+    start_bg "$T/feat-$variant-$GW_PORT.log" "$GW_CPU" "$SLUICE" -c "$T/feat-$variant-$GW_PORT.yaml"
+    GW_PIDS=("$BG_PID")
+    SLUICE_ADMIN=$admin
+    wait_port "$admin" "$BG_PID" || return 1
+    if [[ $variant == limits-* ]]; then GW_HEADERS="Authorization: Bearer $FEAT_KEY"; fi
+    sleep 0.5
+}
+
+# feature_evidence VARIANT: what shows that the feature was really on (or off) in the variant's last run:
+# requests counted in /metrics, spans exported, the consumer's usage as the limits saw it.
+feature_evidence() {
+    local v=$1 m ev
+    m=$(curl -s -m 5 "http://127.0.0.1:$SLUICE_ADMIN/metrics" || true)
+    ev="requests in /metrics: $(awk '$1 ~ /^sluice_requests_total/ { s += $NF } END { printf "%d", s }' <<<"$m")"
+    if [ "$v" = tracing ]; then
+        local exported dropped queued
+        exported=$(awk '$1 == "sluice_trace_spans_exported_total" { printf "%d", $NF }' <<<"$m")
+        dropped=$(awk '$1 ~ /^sluice_trace_spans_dropped_total/ { s += $NF } END { printf "%d", s }' <<<"$m")
+        queued=$(awk '$1 == "sluice_trace_queue_spans" { printf "%d", $NF }' <<<"$m")
+        ev="$ev; spans exported ${exported:-?}, queued ${queued:-?}, dropped ${dropped:-?}"
+    fi
+    if [[ $v == limits-* ]]; then
+        local u backend reqs
+        u=$(curl -s -m 5 "http://127.0.0.1:$SLUICE_ADMIN/admin/api/consumers/bench/usage" || true)
+        backend=$(grep -o '"backend":"[a-z]*"' <<<"$u" | head -1 | cut -d'"' -f4 || true)
+        reqs=$(grep -o '"day":{"requests":[0-9]*' <<<"$u" | head -1 | grep -o '[0-9]*$' || true)
+        ev="$ev; consumer bench: backend ${backend:-?}, ${reqs:-?} requests counted today"
+    fi
+    R[f.$v.evidence]=$ev
+    log "feature $v: $ev"
+}
+
+phase_features() { # sluice only: what metrics, tracing and limits cost per request, interleaved rounds
+    [[ " $BENCH_TARGETS " == *" sluice "* ]] || return 0
+    log "feature cost: $FEAT_VARIANTS (${BENCH_ROUNDS} rounds of ${BENCH_FEAT_SECONDS}s per figure)"
+    start_mock "$LOAD_CPU"
+    # The OTLP receiver and Redis stand for services on other machines: they share core 1 with wrk and the mock.
+    SINK_PORT=$(free_port)
+    start_bg "$T/otlp-sink.log" "$LOAD_CPU" node "$ROOT/bench/otlp_sink.cjs" "$SINK_PORT"
+    SINK_PID=$BG_PID
+    wait_port "$SINK_PORT" "$SINK_PID"
+    if command -v redis-server >/dev/null; then
+        REDIS_PORT=$(free_port)
+        start_bg "$T/redis.log" "$LOAD_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+            --appendonly no --daemonize no
+        REDIS_PID=$BG_PID
+        wait_port "$REDIS_PORT" "$REDIS_PID" || { R[f.limits-redis.failed]=1; R[f.limits-redis.why]="redis-server did not start"; }
+    else
+        R[f.limits-redis.failed]=1; R[f.limits-redis.why]="redis-server not installed"
+    fi
+    local round v
+    for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+        for v in $FEAT_VARIANTS; do
+            if [ "${R[f.$v.failed]:-0}" = 1 ]; then continue; fi
+            start_feature_gw "$v" || { R[f.$v.failed]=1; R[f.$v.why]="sluice did not start"; stop_gw; continue; }
+            curl_headers
+            check_answer "feature $v" || { R[f.$v.failed]=1; R[f.$v.why]="check request failed"; stop_gw; continue; }
+            # no separate warm-up: the 1-connection run warms the process for the 16-connection one, and its
+            # first requests do not move its p50
+            run_wrk "f.$v.c1.r$round" 1 "$T/chat-1k.json" /v1/chat/completions "$BENCH_FEAT_SECONDS"
+            # the helper's CPU (OTLP receiver or Redis) during the 16-connection run, apart from "others"
+            local aux="" a0 w0
+            case $v in tracing) aux=$SINK_PID ;; limits-redis) aux=$REDIS_PID ;; esac
+            if [ -n "$aux" ]; then a0=$(cpu_ticks "$aux"); w0=$(date +%s.%N); fi
+            run_wrk "f.$v.c16.r$round" 16 "$T/chat-1k.json" /v1/chat/completions "$BENCH_FEAT_SECONDS"
+            if [ -n "$aux" ]; then
+                R[f.$v.c16.r$round.aux_cpu]=$(calc "($(cpu_ticks "$aux") - $a0) * 100 / ($CLK_TCK * ($(date +%s.%N) - $w0))" 0)
+            fi
+            if [ "$round" = "$BENCH_ROUNDS" ]; then feature_evidence "$v"; fi
+            stop_gw
+        done
+    done
+    for v in $FEAT_VARIANTS; do
+        best_of "f.$v.c1" "$BENCH_ROUNDS" p50
+        best_of "f.$v.c16" "$BENCH_ROUNDS" rps
+    done
+    local sink_stats; sink_stats=$(curl -s -m 5 "http://127.0.0.1:$SINK_PORT/stats" || true)
+    R[f.sink]=$sink_stats
+    log "OTLP sink: $sink_stats"
+    if [ -n "$REDIS_PID" ]; then stop_pid "$REDIS_PID"; fi
+    stop_pid "$SINK_PID"
+    stop_pid "$MOCK_PID"
+}
+
 phase_streams() {
     log "phase 3: concurrent SSE streams (${BENCH_STREAM_TOKENS} tokens every ${BENCH_ITL_MS} ms each)"
     start_mock "$LOAD_CPU" --itl-ms "$BENCH_ITL_MS" --tokens "$BENCH_STREAM_TOKENS"
@@ -521,7 +678,11 @@ phase_json() {
 main() {
     for b in "$SLUICE" "$MOCK"; do [ -x "$b" ] || { log "$b missing: run make all"; exit 1; }; done
     command -v wrk >/dev/null || { log "wrk missing: run make deps"; exit 1; }
-    if [[ " $BENCH_TARGETS " == *" portkey "* ]]; then
+    local s
+    for s in $BENCH_STEPS; do
+        [[ " $ALL_STEPS " == *" $s "* ]] || { log "unknown step '$s' in BENCH_STEPS (known: $ALL_STEPS)"; exit 1; }
+    done
+    if [[ " $BENCH_TARGETS " == *" portkey "* ]] && { step requests || step streams; }; then
         local stamp=bench/node_modules/.sluice-lock-stamp
         if [ ! -f "$stamp" ] || ! cmp -s bench/package-lock.json "$stamp"; then
             log "npm ci in bench/ (Portkey's gateway)"
@@ -529,15 +690,18 @@ main() {
             cp bench/package-lock.json "$stamp"
         fi
     fi
-    mkdir -p build/bench
-    cc -std=c11 -O2 -g -Wall -Wextra -o build/bench/sse_load bench/sse_load.c $(pkg-config --cflags --libs libuv) -lpthread
+    mkdir -p build/bench "$(dirname "$BENCH_OUT")"
+    if step streams; then
+        cc -std=c11 -O2 -g -Wall -Wextra -o build/bench/sse_load bench/sse_load.c $(pkg-config --cflags --libs libuv) -lpthread
+    fi
     make_bodies
     local t0=$SECONDS
     R[load_start]=$(cut -d' ' -f1-3 /proc/loadavg)
-    phase_requests
-    phase_translation
-    phase_streams
-    phase_json
+    if step requests; then phase_requests; fi
+    if step translation; then phase_translation; fi
+    if step features; then phase_features; fi
+    if step streams; then phase_streams; fi
+    if step json; then phase_json; fi
     R[wall_s]=$((SECONDS - t0))
     R[load_end]=$(cut -d' ' -f1-3 /proc/loadavg)
     # The "Load balancing (make bench-lb)" section belongs to bench/lb/run.sh: keep it.
