@@ -143,6 +143,7 @@ void sl_gw_finish(sl_gw_req *r)
     sl_sse_free(&r->sse);
     sl_xlat_stream_free(r->xs);
     r->xs = NULL;
+    if (r->scratch_ready) sl_arena_free(&r->scratch);
     sl_config_release(r->cfg);
     atomic_fetch_sub(&w->inflight, 1);
     sl_hx_finish(r->hx);

@@ -71,7 +71,10 @@ typedef struct sl_gw_req {
     bool stream_done;             /* the upstream stream's terminal event was seen */
     bool stream_started;          /* the upstream stream's first token event was seen (proxy.c preamble) */
     bool preamble_over;
-    bool client_gone;             /* a write to the caller failed: its connection is closing */           /* held preamble replayed: later bytes go straight to the stream parser */
+    bool client_gone;
+    sl_arena scratch;             /* per-event parsing on the stream fast path, reset after each event */
+    bool scratch_ready;
+    sl_str model_json;            /* the public model name as a JSON string, once made */             /* a write to the caller failed: its connection is closing */           /* held preamble replayed: later bytes go straight to the stream parser */
     sl_buf resp;                  /* buffered non-stream response body */
     bool client_head_sent;
     bool paused;

@@ -128,12 +128,36 @@ static int write_event(sl_gw_req *r, sl_str event, sl_str data)
     return rc;
 }
 
-/* Rewrites the model name in one OpenAI chunk, notes usage, and drops the usage-only chunk if unwanted. */
+static int forward_openai_chunk_parsed(sl_gw_req *r, sl_str event, sl_str data, sl_arena *a);
+
+/* The public model name as a JSON string, made once per request (every rewritten chunk uses it). */
+static sl_str public_model_json(sl_gw_req *r)
+{
+    if (!r->model_json.p) r->model_json = json_quoted(r, r->model);
+    return r->model_json;
+}
+
+/*
+ * Rewrites the model name in one OpenAI chunk, notes usage, and drops the
+ * usage-only chunk if unwanted. A chunk's tokens go to a scratch arena that is
+ * reset after each event: a stream of thousands of chunks must not grow the
+ * request's memory.
+ */
 static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
 {
     bool has_usage = memmem(data.p, data.n, "\"usage\"", 7) != NULL;
     if (!has_usage && !need_model_rewrite(r)) return write_event(r, event, data);
-    sl_arena *a = &r->hx->arena;
+    if (!r->scratch_ready) {
+        sl_arena_init(&r->scratch, 2048, 0);
+        r->scratch_ready = true;
+    }
+    int rc = forward_openai_chunk_parsed(r, event, data, &r->scratch);
+    sl_arena_reset(&r->scratch);
+    return rc;
+}
+
+static int forward_openai_chunk_parsed(sl_gw_req *r, sl_str event, sl_str data, sl_arena *a)
+{
     sl_json_doc d;
     if (sl_json_parse(&d, data.p, data.n, a, NULL, NULL) != SL_OK || sl_json_type_of(&d, 0) != SL_JSON_OBJECT)
         return write_event(r, event, data); /* not ours to judge: pass it on */
@@ -149,7 +173,7 @@ static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
     }
     int m = sl_json_obj_get(&d, obj, "model");
     if (m < 0 || !need_model_rewrite(r)) return write_event(r, event, data);
-    sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
+    sl_json_edit e = {d.toks[m].start, d.toks[m].end, public_model_json(r)};
     sl_buf out;
     sl_buf_init(&out, 0);
     int rc = sl_json_splice(data.p, data.n, &e, 1, &out);

@@ -30,7 +30,7 @@
 #define H1_MAX_IDLE_PER_HOST 256
 #define H1_IDLE_TIMEOUT_MS 60000
 #define H1_MAX_HOSTS 256 /* distinct upstream addresses per worker; beyond: curl */
-#define H1_RBUF_INIT 16384
+#define H1_RBUF_INIT 4096 /* SSE events are small; grows on demand (10,000 streams must stay cheap) */
 #define H1_RBUF_MIN_FREE 4096
 #define H1_RBUF_MAX (SL_UP_MAX_HEADER_BYTES + 16384)
 #define H1_MAX_REQ_HEAD (256 * 1024)
