@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "balance_fixture.h"
+
 #include "balance/balance.h"
 #include "core/buf.h"
 
@@ -32,43 +34,8 @@ static const char yaml[] =
     "    balance: latency\n"
     "    targets: [ { provider: a }, { provider: b } ]\n";
 
-typedef struct fx {
-    sl_config *cfg;
-    sl_balancer b;
-} fx;
-
-static sl_config *load(const char *text)
-{
-    sl_config *c = NULL;
-    sl_buf e;
-    sl_buf_init(&e, 0);
-    int rc = sl_config_load_string("t", text, strlen(text), &c, &e);
-    if (rc) fprintf(stderr, "%.*s", (int)e.len, e.p);
-    sl_buf_free(&e);
-    assert_int_equal(rc, SL_OK);
-    return c;
-}
-
-static int setup(void **state)
-{
-    fx *f = calloc(1, sizeof *f);
-    f->cfg = load(yaml);
-    assert_int_equal(sl_balancer_init(&f->b, 42), SL_OK);
-    assert_int_equal(sl_balancer_configure(&f->b, f->cfg), SL_OK);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    sl_balancer_free(&f->b);
-    sl_config_release(f->cfg);
-    free(f);
-    return 0;
-}
-
-static const sl_model_cfg *model(fx *f, const char *name) { return sl_config_find_model(f->cfg, sl_str_from_cstr(name)); }
+static int setup(void **state) { return sl_test_bal_setup(state, yaml, 42); }
+static int teardown(void **state) { return sl_test_bal_teardown(state); }
 
 static uint32_t pick(fx *f, const sl_model_cfg *m, uint64_t tried, uint64_t now)
 {
@@ -300,7 +267,7 @@ static void test_reload_carries_health_over(void **state)
     const sl_model_cfg *m = model(f, "w");
     attempt(f, m, 0, SL_BAL_FAIL, 0, 1000);
     attempt(f, m, 0, SL_BAL_FAIL, 0, 1000); /* ejected until 2000 */
-    sl_config *c2 = load(yaml);
+    sl_config *c2 = sl_test_load_config(yaml);
     assert_int_equal(sl_balancer_configure(&f->b, c2), SL_OK);
     uint64_t wait;
     const sl_model_cfg *m2 = sl_config_find_model(c2, SL_STR("w"));

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "balance_fixture.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -187,43 +189,8 @@ static const char yaml[] =
     "  - name: w\n"
     "    targets: [ { provider: a }, { provider: b } ]\n";
 
-typedef struct fx {
-    sl_config *cfg;
-    sl_balancer b;
-} fx;
-
-static sl_config *load(const char *text)
-{
-    sl_config *c = NULL;
-    sl_buf e;
-    sl_buf_init(&e, 0);
-    int rc = sl_config_load_string("t", text, strlen(text), &c, &e);
-    if (rc) fprintf(stderr, "%.*s", (int)e.len, e.p);
-    sl_buf_free(&e);
-    assert_int_equal(rc, SL_OK);
-    return c;
-}
-
-static int setup(void **state)
-{
-    fx *f = calloc(1, sizeof *f);
-    f->cfg = load(yaml);
-    assert_int_equal(sl_balancer_init(&f->b, 7), SL_OK);
-    assert_int_equal(sl_balancer_configure(&f->b, f->cfg), SL_OK);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    sl_balancer_free(&f->b);
-    sl_config_release(f->cfg);
-    free(f);
-    return 0;
-}
-
-static const sl_model_cfg *model(fx *f, const char *name) { return sl_config_find_model(f->cfg, sl_str_from_cstr(name)); }
+static int setup(void **state) { return sl_test_bal_setup(state, yaml, 7); }
+static int teardown(void **state) { return sl_test_bal_teardown(state); }
 
 /* A round's answer as the script gives it: cursor, skipped, the others' counts, epoch, entries. */
 static int answer(sl_lb_model *lm, const char *counts, const sl_str *entries, size_t n, uint64_t now)
@@ -447,7 +414,7 @@ static void test_redis_two_instances(void **state)
         "    balance: prefix_cache\n"
         "    prefix_cache: { block_tokens: 4, max_entries: 64 }\n"
         "    targets: [ { provider: a }, { provider: b } ]\n";
-    sl_config *cfg2 = load(yaml2);
+    sl_config *cfg2 = sl_test_load_config(yaml2);
     b = sl_lb_model_get(&cfg2->models[0], true);
     assert_true(b && b != a);
     b->share_sig = a->share_sig; /* the same model on another instance: the same keys (A writes as this process, B as instance 2) */

@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "balance_fixture.h"
+
 #include "balance/balance.h"
 #include "core/buf.h"
 
@@ -33,43 +35,8 @@ static const char yaml[] =
     "    metrics: { stale_ms: 100, weights: { queue: 100, kv_cache: 100, running: 10 } }\n"
     "    targets: [ { provider: a }, { provider: b }, { provider: c } ]\n";
 
-typedef struct fx {
-    sl_config *cfg;
-    sl_balancer b;
-} fx;
-
-static sl_config *load(const char *text)
-{
-    sl_config *c = NULL;
-    sl_buf e;
-    sl_buf_init(&e, 0);
-    int rc = sl_config_load_string("t", text, strlen(text), &c, &e);
-    if (rc) fprintf(stderr, "%.*s", (int)e.len, e.p);
-    sl_buf_free(&e);
-    assert_int_equal(rc, SL_OK);
-    return c;
-}
-
-static int setup(void **state)
-{
-    fx *f = calloc(1, sizeof *f);
-    f->cfg = load(yaml);
-    assert_int_equal(sl_balancer_init(&f->b, 7), SL_OK);
-    assert_int_equal(sl_balancer_configure(&f->b, f->cfg), SL_OK);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx *f = *state;
-    sl_balancer_free(&f->b);
-    sl_config_release(f->cfg);
-    free(f);
-    return 0;
-}
-
-static const sl_model_cfg *model(fx *f, const char *name) { return sl_config_find_model(f->cfg, sl_str_from_cstr(name)); }
+static int setup(void **state) { return sl_test_bal_setup(state, yaml, 7); }
+static int teardown(void **state) { return sl_test_bal_teardown(state); }
 
 /* Hashes of a prompt text in 16-byte blocks (block_tokens 4). */
 static size_t hashes(const char *text, uint64_t *out, size_t cap)
@@ -242,7 +209,7 @@ static void test_affinity_survives_reload(void **state)
     fx *f = *state;
     const sl_model_cfg *m = model(f, "pc");
     uint32_t t = pick(f, m, S2, 1000);
-    sl_config *c2 = load(yaml);
+    sl_config *c2 = sl_test_load_config(yaml);
     assert_int_equal(sl_balancer_configure(&f->b, c2), SL_OK);
     sl_config_release(f->cfg);
     f->cfg = c2;
