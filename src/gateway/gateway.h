@@ -85,7 +85,7 @@ typedef struct sl_gw_req {
     uint32_t retry_after_s;       /* retry-after sent with a 429/503 answer; 0 = 1 second */
     uint32_t filter_pos;          /* next filter to run after a wait (filter.c) */
     sl_req_record rec;
-    char request_id[40];
+    char request_id[128];         /* echoed from the caller (up to 127 bytes) or generated */
     /* governance (filters/auth.c, filters/ratelimit.c) */
     const sl_consumer_cfg *consumer;  /* NULL: anonymous, with no consumers entry */
     void *limits;                     /* ratelimit.c's per-request state */

@@ -228,6 +228,12 @@ test('x-request-id: echoed when sent, generated and unique when not', T, async (
     .create(chat('marker-reqid'), { headers: { 'x-request-id': 'e2e-req-42' } })
     .withResponse();
   assert.equal(response.headers.get('x-request-id'), 'e2e-req-42');
+  // a long id (a UUID with a prefix, a trace id) is echoed too, not replaced
+  const long = `e2e-${'0123456789'.repeat(10)}`;
+  const { response: lr } = await client.chat.completions
+    .create(chat('marker-reqid-long'), { headers: { 'x-request-id': long } })
+    .withResponse();
+  assert.equal(lr.headers.get('x-request-id'), long);
 
   const a = await client.chat.completions.create(chat('marker-reqid-a')).withResponse();
   const b = await client.chat.completions.create(chat('marker-reqid-b')).withResponse();
