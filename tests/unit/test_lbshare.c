@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "redis_fixture.h"
+
 #include "balance_fixture.h"
 
 #include <arpa/inet.h>
@@ -276,67 +278,6 @@ static void test_prefix_inserts_are_published_and_merged(void **state)
 
 /* ---------------------------------------------------------------- against redis-server */
 
-static pid_t redis_pid;
-static int redis_port;
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &len)) return -1;
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static bool port_open(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0) close(fd);
-    return ok;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static int redis_setup(void **state)
-{
-    if (system("command -v redis-server >/dev/null 2>&1") != 0) return 0;
-    redis_port = free_port();
-    char port[16];
-    snprintf(port, sizeof port, "%d", redis_port);
-    redis_pid = fork();
-    if (redis_pid == 0) {
-        int devnull = open("/dev/null", 1);
-        if (devnull >= 0) dup2(devnull, 1), dup2(devnull, 2);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) {
-        if (port_open(redis_port)) return 0;
-        int st;
-        if (waitpid(redis_pid, &st, WNOHANG) == redis_pid) break;
-        sleep_ms(10);
-    }
-    redis_pid = 0;
-    return 0;
-}
-
-static int redis_teardown(void **state)
-{
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGKILL);
-        waitpid(redis_pid, NULL, 0);
-    }
-    return 0;
-}
-
 static uv_loop_t loop;
 
 typedef struct got {
@@ -365,7 +306,7 @@ static void round_of(sl_state *st, sl_lb_model *lm, uint64_t instance, got *g)
     assert_int_equal(sl_lbshare_round_start(st, lm, instance, on_round, g), SL_OK);
     for (int i = 0; i < 20000 && !g->calls; i++) {
         uv_run(&loop, UV_RUN_NOWAIT);
-        if (!g->calls) sleep_ms(1);
+        if (!g->calls) sl_test_sleep_ms(1);
     }
     assert_int_equal(g->calls, 1);
     assert_int_equal(g->err, SL_OK);
@@ -382,7 +323,7 @@ static void on_planted(void *ud, int err, const sl_state_item *it, size_t n) { *
 
 static void test_redis_two_instances(void **state)
 {
-    if (redis_pid <= 0) {
+    if (sl_test_redis_pid <= 0) {
         fprintf(stderr, "redis-server not available: skipped\n");
         skip();
     }
@@ -392,7 +333,7 @@ static void test_redis_two_instances(void **state)
     char pfx[64];
     snprintf(pfx, sizeof pfx, "t%d:", (int)getpid());
     sc.redis.host = "127.0.0.1";
-    sc.redis.port = redis_port;
+    sc.redis.port = sl_test_redis_port;
     sc.redis.key_prefix = pfx;
     sc.redis.timeout_ms = 2000;
     sl_state *st = sl_state_open(&loop, &sc);
@@ -446,7 +387,7 @@ static void test_redis_two_instances(void **state)
     int planted = 0;
     sl_str key = sl_str_from_cstr(kif);
     assert_int_equal(sl_state_eval(st, &plant, &key, 1, NULL, 0, on_planted, &planted, NULL), SL_OK);
-    for (int i = 0; i < 20000 && !planted; i++) uv_run(&loop, UV_RUN_NOWAIT), sleep_ms(1);
+    for (int i = 0; i < 20000 && !planted; i++) uv_run(&loop, UV_RUN_NOWAIT), sl_test_sleep_ms(1);
     assert_int_equal(planted, 1);
     round_of(st, b, 2, &g);
     assert_int_equal(atomic_load(&b->t[1].remote), 3);
@@ -482,7 +423,7 @@ static void test_redis_two_instances(void **state)
     key = sl_str_from_cstr(klog);
     planted = 0;
     assert_int_equal(sl_state_eval(st, &wipe, &key, 1, NULL, 0, on_planted, &planted, NULL), SL_OK);
-    for (int i = 0; i < 20000 && !planted; i++) uv_run(&loop, UV_RUN_NOWAIT), sleep_ms(1);
+    for (int i = 0; i < 20000 && !planted; i++) uv_run(&loop, UV_RUN_NOWAIT), sl_test_sleep_ms(1);
     assert_int_equal(planted, 1);
     for (int i = 0; i < 3; i++) {
         uint64_t x = 0x7000 + (uint64_t)i;
@@ -521,5 +462,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prefix_inserts_are_published_and_merged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_two_instances, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, redis_setup, redis_teardown);
+    return cmocka_run_group_tests(tests, sl_test_redis_setup, sl_test_redis_teardown);
 }

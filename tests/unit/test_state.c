@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "redis_fixture.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -289,76 +291,12 @@ static void test_memory_threads(void **state)
 
 /* ---- redis backend (a real redis-server on loopback) --------------------- */
 
-static pid_t redis_pid;
-static int redis_port;
 static char redis_url[64];
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &len)) return -1;
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static bool port_open(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0) close(fd);
-    return ok;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static bool redis_start(void)
-{
-    char port[16];
-    snprintf(port, sizeof port, "%d", redis_port);
-    redis_pid = fork();
-    if (redis_pid == 0) {
-        int devnull = open("/dev/null", 1);
-        if (devnull >= 0) dup2(devnull, 1), dup2(devnull, 2);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) { /* up to 5 s for the server to listen */
-        if (port_open(redis_port)) return true;
-        int st;
-        if (waitpid(redis_pid, &st, WNOHANG) == redis_pid) return false;
-        sleep_ms(10);
-    }
-    return false;
-}
-
-static void redis_stop(void)
-{
-    if (redis_pid <= 0) return;
-    kill(redis_pid, SIGKILL);
-    waitpid(redis_pid, NULL, 0);
-    redis_pid = 0;
-}
 
 static int redis_setup(void **state)
 {
-    if (system("command -v redis-server >/dev/null 2>&1") != 0) return 0;
-    redis_port = free_port();
-    snprintf(redis_url, sizeof redis_url, "redis://127.0.0.1:%d/0", redis_port);
-    if (!redis_start()) redis_pid = 0;
-    return 0;
-}
-
-static int redis_teardown(void **state)
-{
-    redis_stop();
+    sl_test_redis_setup(state);
+    snprintf(redis_url, sizeof redis_url, "redis://127.0.0.1:%d/0", sl_test_redis_port);
     return 0;
 }
 
@@ -369,7 +307,7 @@ static sl_state *redis_open(const char *prefix, uint64_t timeout_ms)
     sl_state_cfg cfg = {.backend = SL_STATE_REDIS};
     cfg.redis.url = redis_url;
     cfg.redis.host = "127.0.0.1";
-    cfg.redis.port = redis_port;
+    cfg.redis.port = sl_test_redis_port;
     cfg.redis.timeout_ms = timeout_ms;
     cfg.redis.key_prefix = (char *)prefix;
     sl_state *h = sl_state_open(&loop, &cfg);
@@ -382,7 +320,7 @@ static void run_until(int *calls, int want)
 {
     for (int i = 0; i < 20000 && *calls < want; i++) {
         uv_run(&loop, UV_RUN_NOWAIT);
-        if (*calls < want) sleep_ms(1);
+        if (*calls < want) sl_test_sleep_ms(1);
     }
     assert_true(*calls >= want);
 }
@@ -391,13 +329,13 @@ static void run_for(int rounds)
 {
     for (int i = 0; i < rounds; i++) {
         uv_run(&loop, UV_RUN_NOWAIT);
-        sleep_ms(1);
+        sl_test_sleep_ms(1);
     }
 }
 
 #define SKIP_WITHOUT_REDIS()                                                                                           \
     do {                                                                                                               \
-        if (redis_pid <= 0) {                                                                                          \
+        if (sl_test_redis_pid <= 0) {                                                                                          \
             fprintf(stderr, "redis-server not available: skipped\n");                                                  \
             skip();                                                                                                    \
         }                                                                                                              \
@@ -527,7 +465,7 @@ static void test_redis_down_and_back(void **state)
     run_until(&g.calls, 1);
     assert_int_equal(g.res.err, SL_OK);
 
-    redis_stop();
+    sl_test_redis_stop();
     int failures = 0;
     for (int i = 0; i < 200 && failures < 3; i++) { /* the loss is noticed; then calls fail */
         got f = {0};
@@ -538,7 +476,7 @@ static void test_redis_down_and_back(void **state)
     }
     assert_int_equal(failures, 3);
 
-    assert_true(redis_start());
+    assert_true(sl_test_redis_start());
     bool back = false;
     for (int i = 0; i < 500 && !back; i++) { /* reconnect backoff is at most 2 s */
         got f = {0};
@@ -551,12 +489,12 @@ static void test_redis_down_and_back(void **state)
     assert_true(back);
 
     /* frozen server: the call times out with SL_ETIMEOUT */
-    kill(redis_pid, SIGSTOP);
+    kill(sl_test_redis_pid, SIGSTOP);
     got t = {0};
     assert_int_equal(sl_state_reserve(r, &q, on_res, &t, NULL), SL_OK);
     run_until(&t.calls, 1);
     assert_int_equal(t.res.err, SL_ETIMEOUT);
-    kill(redis_pid, SIGCONT);
+    kill(sl_test_redis_pid, SIGCONT);
     run_for(20);
     close_and_drain(r);
     uv_loop_close(&loop);
@@ -575,5 +513,5 @@ int main(void)
         cmocka_unit_test(test_redis_values_and_cancel),
         cmocka_unit_test(test_redis_down_and_back),
     };
-    return cmocka_run_group_tests(tests, redis_setup, redis_teardown);
+    return cmocka_run_group_tests(tests, redis_setup, sl_test_redis_teardown);
 }
