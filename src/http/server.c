@@ -67,17 +67,33 @@ static void conn_unlink(sl_conn *c)
     s->nconns--;
 }
 
+/* The server's shared read buffer (one per loop), made on first use. */
+static char *shared_rbuf(sl_server *s)
+{
+    if (!s->rbuf) s->rbuf = sl_malloc(READ_CHUNK);
+    return s->rbuf;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
+    SL_UNUSED(suggested);
     sl_conn *c = h->data;
     sl_buf *b = &c->in;
-    /* Header blocks are small: a connection starts with 4 KiB (10,000 idle or
-     * streaming connections must stay cheap) and grows only when a block or a
-     * chunked body needs more. */
+    bool body_direct = c->state == CONN_READING_BODY && !c->body_chunked;
+    /* Nothing unconsumed: read into the loop's shared buffer and keep only
+     * what is left over after processing (on_read). A connection waiting for
+     * a request or holding a stream then owns no read buffer at all. */
+    if (!body_direct && b->len == 0 && shared_rbuf(c->srv)) {
+        size_t room = b->max ? b->max : READ_CHUNK;
+        buf->base = c->srv->rbuf;
+        buf->len = room < READ_CHUNK ? room : READ_CHUNK;
+        return;
+    }
+    /* A partial header block or chunked body: grow what is kept. */
     size_t want = c->state == CONN_READING_BODY ? READ_CHUNK : 4096;
     size_t room = b->cap > b->len + 1 ? b->cap - b->len - 1 : 0;
     if (room >= 2048 && c->state != CONN_READING_BODY) want = room;
-    if (c->state == CONN_READING_BODY && !c->body_chunked) {
+    if (body_direct) {
         /* Read the body straight into its buffer, and never past its end. */
         b = &c->body;
         want = c->body_left < READ_CHUNK ? (size_t)c->body_left : READ_CHUNK;
@@ -116,13 +132,18 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread == 0) return;
-    if (c->state == CONN_READING_BODY && !c->body_chunked) {
+    if (buf->base == c->srv->rbuf) {
+        /* Read into the shared buffer: keep the bytes in c->in (within its cap, as a direct read would). */
+        if (sl_buf_append(&c->in, buf->base, (size_t)nread) != SL_OK) {
+            on_read(stream, UV_ENOBUFS, buf);
+            return;
+        }
+    } else if (c->state == CONN_READING_BODY && !c->body_chunked) {
         c->body.len += (size_t)nread;
         c->body_left -= (uint64_t)nread;
     } else {
         c->in.len += (size_t)nread;
     }
-    (void)buf;
     conn_process(c);
 }
 
@@ -295,6 +316,7 @@ void sl_server_free(sl_server *s)
         sl_conn_close(c);
     }
     sl_free(s->listeners);
+    sl_free(s->rbuf);
     sl_free(s);
 }
 
@@ -518,6 +540,9 @@ static void conn_process(sl_conn *c)
         if (c->state != CONN_READING_HEAD) break; /* dispatched (not yet finished) or closing */
     }
     c->in_process = false;
+    /* Everything consumed (the usual case once a request is dispatched): give
+     * the input buffer back; the next read goes to the shared buffer. */
+    if (c->in.len == 0 && c->in.p) sl_buf_free(&c->in);
     if (c->state == CONN_READING_HEAD && c->read_stopped && !c->eof && !c->out_blocked) {
         c->read_stopped = false;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);

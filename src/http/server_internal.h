@@ -56,6 +56,7 @@ struct sl_server {
     size_t nactive;
     bool accepting;
     bool freeing;
+    char *rbuf;            /* shared read buffer (server.c on_alloc): connections keep only leftovers */
 };
 
 /* server_write.c */
