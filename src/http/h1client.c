@@ -103,6 +103,7 @@ struct sl_h1 {
     h1_conn *conns;
     long nconns;
     uv_timer_t kick; /* hands freed slots to waiting requests on the next turn */
+    char *rbuf;      /* shared read buffer (H1_RBUF_MAX): connections keep only leftovers */
     int open_handles;
     bool freeing;
 };
@@ -122,6 +123,7 @@ static void maybe_free(sl_h1 *h)
         h->hosts = ho->next;
         sl_free(ho);
     }
+    sl_free(h->rbuf);
     sl_free(h);
 }
 
@@ -212,6 +214,21 @@ static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *b)
     SL_UNUSED(suggested);
     h1_conn *c = hd->data;
     if (c->rpos == c->rlen) c->rpos = c->rlen = 0;
+    /* Nothing unconsumed: read into the client's shared buffer; on_read keeps
+     * only the leftover. A connection holding a stream between two events then
+     * owns no read buffer. */
+    if (c->rlen == 0) {
+        if (c->rbuf) {
+            sl_free(c->rbuf);
+            c->rbuf = NULL;
+            c->rcap = 0;
+        }
+        if (!c->h->rbuf) c->h->rbuf = sl_malloc(H1_RBUF_MAX);
+        if (c->h->rbuf) {
+            *b = uv_buf_init(c->h->rbuf, H1_RBUF_MAX);
+            return;
+        }
+    }
     if (c->rcap - c->rlen < H1_RBUF_MIN_FREE && c->rpos) {
         memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
         c->rlen -= c->rpos;
@@ -659,8 +676,12 @@ enum { STEP_MORE, STEP_AGAIN, STEP_STOP };
 
 static int step_head(sl_h1_req *q, h1_conn *c)
 {
-    const char *p = c->rbuf + c->rpos;
     size_t n = c->rlen - c->rpos;
+    if (n == 0) { /* nothing read yet (there may be no buffer at all) */
+        c->hscan = 0;
+        return STEP_MORE;
+    }
+    const char *p = c->rbuf + c->rpos;
     size_t from = c->hscan > 3 ? c->hscan - 3 : 0;
     const char *end = n > from ? memmem(p + from, n - from, "\r\n\r\n", 4) : NULL;
     if (!end) {
@@ -809,12 +830,40 @@ static void process(sl_h1_req *q)
     }
 }
 
+/* After a read into the shared buffer has been processed: copies what is
+ * left (a partial head or event, or bytes held back while paused) into a
+ * buffer of the connection's own. */
+static void keep_leftover(h1_conn *c)
+{
+    if (c->rbuf != c->h->rbuf) return;
+    size_t n = c->rlen - c->rpos;
+    char *own = n ? sl_malloc(n + H1_RBUF_MIN_FREE) : NULL;
+    if (own) memcpy(own, c->rbuf + c->rpos, n);
+    c->rbuf = own;
+    c->rcap = own ? n + H1_RBUF_MIN_FREE : 0;
+    c->rpos = 0;
+    c->rlen = own ? n : 0;
+    if (n && !own) { /* the bytes cannot be kept: the response is lost */
+        if (c->req && !c->req->done) finish(c->req, SL_UP_ERR_IO, "out of memory");
+        conn_close(c);
+    }
+}
+
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
-    SL_UNUSED(b);
     h1_conn *c = st->data;
+    bool shared = b->base && b->base == c->h->rbuf;
     if (c->closing || n == 0) return;
-    if (n > 0) {
+    if (n > 0 && shared && !c->req) { /* pooled and readable: stale (see below) */
+        conn_close(c);
+        return;
+    }
+    if (n > 0 && shared) {
+        c->rbuf = b->base; /* borrowed until keep_leftover() */
+        c->rcap = H1_RBUF_MAX;
+        c->rpos = 0;
+        c->rlen = (size_t)n;
+    } else if (n > 0) {
         c->rlen += (size_t)n;
     } else {
         c->eof = true;
@@ -827,6 +876,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         return;
     }
     process(q);
+    if (shared) keep_leftover(c);
 }
 
 /* ---- the request ---- */
