@@ -381,7 +381,7 @@ static int skip_leading_empty_lines(pctx *c, size_t *pos)
 
 static void request_reset(sl_http_request *req)
 {
-    /* not memset: the header array is 8 KiB and only nheaders entries are ever read */
+    /* not memset: the header array belongs to the caller */
     req->method = req->target = req->path = req->query = req->host = SL_STR_NULL;
     req->minor_version = 0;
     req->nheaders = 0;
@@ -398,6 +398,7 @@ int sl_http_parse_request(const char *buf, size_t len, const sl_http_limits *lim
     size_t max_headers = lim && lim->max_headers ? lim->max_headers : SL_HTTP_MAX_HEADERS_HARD;
     if (max_bytes > SL_HTTP_HEADER_BYTES_CEIL) max_bytes = SL_HTTP_HEADER_BYTES_CEIL;
     if (max_headers > SL_HTTP_MAX_HEADERS_HARD) max_headers = SL_HTTP_MAX_HEADERS_HARD;
+    if (!req->headers) max_headers = 0;
     pctx c = {buf, SL_MIN(len, max_bytes), len > max_bytes, status ? status : &st_dummy, why ? why : &why_dummy};
     *c.status = 0;
     *c.why = NULL;

@@ -38,7 +38,11 @@ typedef struct sl_http_request {
     sl_str path;   /* target without the query; origin-form */
     sl_str query;  /* after '?', without it; empty if none */
     int minor_version; /* 0 or 1 (HTTP/1.x only) */
-    sl_http_header headers[SL_HTTP_MAX_HEADERS_HARD];
+    /* Set by the caller before parsing: room for lim->max_headers entries
+     * (SL_HTTP_MAX_HEADERS_HARD at most; NULL: no header is accepted). Not
+     * inline, so that a request kept for a long exchange (a held stream)
+     * carries only the headers it has, not room for 256. */
+    sl_http_header *headers;
     size_t nheaders;
     /* Derived while parsing: */
     int64_t content_length; /* -1 if absent */

@@ -57,6 +57,7 @@ struct sl_server {
     bool accepting;
     bool freeing;
     char *rbuf;            /* shared read buffer (server.c on_alloc): connections keep only leftovers */
+    sl_http_header *hscratch; /* the parser's header array (SL_HTTP_MAX_HEADERS_HARD); copied to the exchange */
 };
 
 /* server_write.c */

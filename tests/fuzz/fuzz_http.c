@@ -18,7 +18,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static sl_http_request req, req2;
+static sl_http_header hdrs[SL_HTTP_MAX_HEADERS_HARD], hdrs2[SL_HTTP_MAX_HEADERS_HARD];
+static sl_http_request req = {.headers = hdrs}, req2 = {.headers = hdrs2};
 
 static void check_slice(sl_str s, const char *buf, size_t len)
 {

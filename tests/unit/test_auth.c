@@ -197,7 +197,10 @@ static void test_model_allow_list(void **state)
 
 static void set_headers(sl_http_request *req, const char *query, const char *const *kv, size_t n)
 {
+    static sl_http_header hdrs[16];
+    assert_true(n / 2 <= 16);
     memset(req, 0, sizeof *req);
+    req->headers = hdrs;
     req->query = sl_str_from_cstr(query);
     for (size_t i = 0; i + 1 < n; i += 2)
         req->headers[req->nheaders++] = (sl_http_header){sl_str_from_cstr(kv[i]), sl_str_from_cstr(kv[i + 1])};

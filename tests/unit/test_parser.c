@@ -13,7 +13,8 @@
 
 static const sl_http_limits LIM = {.max_header_bytes = 16384, .max_headers = 100};
 
-static sl_http_request req; /* 8 KiB: keep it off the stack */
+static sl_http_header req_headers[SL_HTTP_MAX_HEADERS_HARD]; /* 8 KiB: keep it off the stack */
+static sl_http_request req = {.headers = req_headers};
 
 static int parse(const char *s, size_t n, const sl_http_limits *lim, int *status)
 {
