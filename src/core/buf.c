@@ -10,7 +10,10 @@ int sl_buf_reserve(sl_buf *b, size_t extra)
     if (extra > max - b->len) return SL_ELIMIT;
     size_t need = b->len + extra + 1; /* +1 keeps room for a NUL terminator */
     if (need <= b->cap) return SL_OK;
-    size_t cap = b->cap ? b->cap : 256;
+    /* A first reservation is taken as the size wanted (a body of known length,
+     * a spliced request): exactly that, not the next power of two. Growth after
+     * it doubles, so appending stays linear. */
+    size_t cap = b->cap ? b->cap : SL_MAX(need, (size_t)256);
     while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     char *p = sl_realloc(b->p, cap);
     if (!p) return SL_ENOMEM;

@@ -349,7 +349,7 @@ static int hold_preamble(sl_gw_req *r, const char *p, size_t n)
     sl_sse_free(&r->sse);
     sl_sse_init(&r->sse, 8u << 20);
     rc = sl_sse_feed(&r->sse, r->resp.p, r->resp.len, on_sse_event, r);
-    sl_buf_clear(&r->resp);
+    sl_buf_free(&r->resp); /* not used again by a stream: do not hold it for the stream's life */
     return rc == SL_OK || rc == SL_ECLOSED ? SL_OK : rc;
 }
 
