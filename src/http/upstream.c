@@ -11,6 +11,7 @@
  */
 #include "http/upstream_int.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 /* ---- deferred work (see upstream_int.h) ---- */
@@ -124,7 +125,7 @@ static void process_info(sl_upstream *u)
 {
     CURLMsg *m;
     int left;
-    while (!u->freeing && (m = curl_multi_info_read(u->multi, &left))) {
+    while (!u->freeing && u->multi && (m = curl_multi_info_read(u->multi, &left))) {
         if (m->msg != CURLMSG_DONE) continue;
         CURLcode code = m->data.result;
         void *priv = NULL;
@@ -324,16 +325,51 @@ void sl_up__arm(sl_up_req *q)
 
 /* ---- public API ---- */
 
-int sl_upstream_global_init(void)
+/*
+ * libcurl (and through it OpenSSL and GnuTLS) is initialised on the first
+ * request that needs it, not at start: with only plain http:// upstreams at
+ * numeric addresses (the native client) it never is, which keeps about 2.5 MB
+ * of library state out of an idle gateway. Workers may get there at the same
+ * time: pthread_once.
+ */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static bool curl_ok;
+
+static void curl_init_once(void) { curl_ok = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK; }
+
+static bool curl_ready(void)
 {
-    static bool done;
-    if (done) return SL_OK;
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return SL_EIO;
-    done = true;
-    return SL_OK;
+    pthread_once(&curl_once, curl_init_once);
+    return curl_ok;
 }
 
-void sl_upstream_global_cleanup(void) { curl_global_cleanup(); }
+int sl_upstream_global_init(void) { return SL_OK; }
+
+void sl_upstream_global_cleanup(void)
+{
+    if (curl_ok) curl_global_cleanup();
+    curl_ok = false;
+}
+
+/* The multi handle, made with the first request that goes through curl. */
+static int ensure_multi(sl_upstream *u)
+{
+    if (u->multi) return SL_OK;
+    if (!curl_ready() || !(u->multi = curl_multi_init())) return SL_ENOMEM;
+    u->share = curl_share_init(); /* optional: without it each handle keeps its own TLS sessions */
+    if (u->share) curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    long total = u->max_total, per_host = u->max_host;
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(u->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, total > 0 ? total : 0L);
+    curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_host > 0 ? per_host : 0L);
+    /* The idle pool must hold every connection we allow, or keep-alive is lost under load. */
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, total > 0 ? total : 1024L);
+    return SL_OK;
+}
 
 /* SLUICE_FORCE_CURL=1 in the environment does what opts->force_curl does (for comparisons). */
 static bool force_curl(const sl_upstream_opts *opts)
@@ -348,28 +384,12 @@ sl_upstream *sl_upstream_new(uv_loop_t *loop, const sl_upstream_opts *opts)
     sl_upstream *u = sl_calloc(1, sizeof *u);
     if (!u) return NULL;
     u->loop = loop;
-    u->multi = curl_multi_init();
-    if (!u->multi) {
-        sl_free(u);
-        return NULL;
-    }
-    u->share = curl_share_init(); /* optional: without it each handle keeps its own TLS sessions */
-    if (u->share) curl_share_setopt(u->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     long total = opts ? opts->max_connections : 0, per_host = opts ? opts->max_host_connections : 0;
-    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(u->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, total > 0 ? total : 0L);
-    curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_host > 0 ? per_host : 0L);
-    /* The idle pool must hold every connection we allow, or keep-alive is lost under load. */
-    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, total > 0 ? total : 1024L);
+    u->max_total = total;
+    u->max_host = per_host;
     if (!force_curl(opts)) {
         u->h1 = sl_h1_new(loop, total, per_host);
         if (!u->h1) {
-            curl_multi_cleanup(u->multi);
-            if (u->share) curl_share_cleanup(u->share);
             sl_free(u);
             return NULL;
         }
@@ -393,7 +413,7 @@ static void finish_free(sl_upstream *u)
     for (sl_up_req *q = u->dhead; q; q = q->dnext) q->deferred = false; /* all are zombies now */
     u->dhead = u->dtail = NULL;
     while (u->reqs) destroy(u->reqs);
-    curl_multi_cleanup(u->multi); /* closes pooled connections; may call socket_cb with REMOVE */
+    if (u->multi) curl_multi_cleanup(u->multi); /* closes pooled connections; may call socket_cb with REMOVE */
     u->multi = NULL;
     if (u->share) curl_share_cleanup(u->share);
     u->share = NULL;
@@ -428,6 +448,7 @@ sl_up_req *sl_upstream_start(sl_upstream *u, const sl_up_request *r, const sl_up
         if (hrc == SL_OK) return nq;
         if (hrc != SL_ENOTFOUND) return NULL;
     }
+    if (ensure_multi(u) != SL_OK) return NULL;
     sl_up_req *q = sl_calloc(1, sizeof *q);
     if (!q) return NULL;
     q->kind = SL_UP_KIND_CURL;

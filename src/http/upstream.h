@@ -94,7 +94,8 @@ void sl_up_req_resume(sl_up_req *q);
 /* Stops at once and closes the connection if the transfer was incomplete; no callback follows. */
 void sl_up_req_cancel(sl_up_req *q);
 
-/* Process-wide init/cleanup of libcurl (call once from main). */
+/* Process-wide init/cleanup of libcurl (call once from main). libcurl itself is
+ * initialised lazily, on the first request that goes through it. */
 int sl_upstream_global_init(void);
 void sl_upstream_global_cleanup(void);
 

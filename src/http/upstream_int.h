@@ -77,6 +77,7 @@ struct sl_upstream {
     sl_h1 *h1; /* the native HTTP/1.1 path; NULL when curl is forced */
     CURLM *multi;
     CURLSH *share; /* TLS session cache across easy handles */
+    long max_total, max_host; /* connection caps for the multi handle, made on first use (ensure_multi) */
     uv_timer_t timer; /* curl's single timeout */
     sl_up_req *reqs;
     sl_up_req *dhead, *dtail; /* deferred work, see upstream_int.h */
