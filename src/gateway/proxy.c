@@ -22,6 +22,7 @@
  * event is retried like any other failure (and first_token_ms measures the
  * time to that event).
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -137,6 +138,38 @@ static sl_str public_model_json(sl_gw_req *r)
     return r->model_json;
 }
 
+/* One scratch arena per worker thread for a chunk's tokens: a loop handles one
+ * event at a time, so its streams share it and a held stream owns none (it
+ * was 2 KiB per stream). Freed when the thread ends. */
+typedef struct {
+    sl_arena a;
+    bool busy;
+} chunk_scratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static bool scratch_key_ok;
+
+static void scratch_destroy(void *p)
+{
+    sl_arena_free(&((chunk_scratch *)p)->a);
+    sl_free(p);
+}
+static void scratch_key_init(void) { scratch_key_ok = pthread_key_create(&scratch_key, scratch_destroy) == 0; }
+
+static chunk_scratch *thread_scratch(void)
+{
+    pthread_once(&scratch_once, scratch_key_init);
+    if (!scratch_key_ok) return NULL;
+    chunk_scratch *s = pthread_getspecific(scratch_key);
+    if (s || !(s = sl_calloc(1, sizeof *s))) return s;
+    sl_arena_init(&s->a, 2048, 0);
+    if (pthread_setspecific(scratch_key, s) != 0) {
+        sl_free(s);
+        return NULL;
+    }
+    return s;
+}
+
 /*
  * Rewrites the model name in one OpenAI chunk, notes usage, and drops the
  * usage-only chunk if unwanted. A chunk's tokens go to a scratch arena that is
@@ -147,12 +180,18 @@ static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
 {
     bool has_usage = memmem(data.p, data.n, "\"usage\"", 7) != NULL;
     if (!has_usage && !need_model_rewrite(r)) return write_event(r, event, data);
-    if (!r->scratch_ready) {
-        sl_arena_init(&r->scratch, 2048, 0);
-        r->scratch_ready = true;
+    chunk_scratch *s = thread_scratch();
+    if (!s || s->busy) { /* no thread arena, or (never expected) re-entered: a private one */
+        sl_arena a;
+        sl_arena_init(&a, 2048, 0);
+        int rc = forward_openai_chunk_parsed(r, event, data, &a);
+        sl_arena_free(&a);
+        return rc;
     }
-    int rc = forward_openai_chunk_parsed(r, event, data, &r->scratch);
-    sl_arena_reset(&r->scratch);
+    s->busy = true;
+    int rc = forward_openai_chunk_parsed(r, event, data, &s->a);
+    s->busy = false;
+    sl_arena_reset(&s->a);
     return rc;
 }
 
