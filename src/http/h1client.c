@@ -11,7 +11,10 @@
  * and closed), the request head serialised once at start and written with the
  * body in one uv_try_write, a strict response-head parser (1xx skipped), and
  * body framing by Content-Length, chunked (chunked.c's decoder, delivered as
- * decoded) or connection close.
+ * decoded) or connection close. Reads land in one buffer shared by the
+ * client's connections; a connection keeps only what is left unconsumed (a
+ * partial head or event, bytes held while paused), so 10,000 held streams do
+ * not each own a read buffer.
  *
  * Re-entrancy: requests and connections are freed only from libuv close
  * callbacks, never while they may be on the C stack, so every path that calls
@@ -30,7 +33,7 @@
 #define H1_MAX_IDLE_PER_HOST 256
 #define H1_IDLE_TIMEOUT_MS 60000
 #define H1_MAX_HOSTS 256 /* distinct upstream addresses per worker; beyond: curl */
-#define H1_RBUF_INIT 4096 /* SSE events are small; grows on demand (10,000 streams must stay cheap) */
+#define H1_RBUF_INIT 4096 /* a kept leftover grows from here on demand */
 #define H1_RBUF_MIN_FREE 4096
 #define H1_RBUF_MAX (SL_UP_MAX_HEADER_BYTES + 16384)
 #define H1_MAX_REQ_HEAD (256 * 1024)

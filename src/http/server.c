@@ -4,12 +4,16 @@
  * handing one exchange at a time to the handler (see server.h for the
  * contract). Output framing and buffering live in server_write.c.
  *
- * Memory: the read buffer holds at most one header block plus pipelined
- * bytes (capped); a Content-Length body is read straight into the body
- * buffer (no second copy); a chunked body is decoded into it. When an
- * exchange is dispatched its header slices are rebased into the exchange's
- * arena, so the read buffer may grow or move while the handler runs (reads go
- * on, to notice a client that goes away).
+ * Memory: reads land in one shared buffer per server (per loop); a connection
+ * keeps only the bytes not yet consumed (a partial header block, pipelined
+ * requests; capped) and gives its input buffer back once it is empty, so a
+ * connection that waits for a request or holds a stream owns none. A
+ * Content-Length body is read straight into the body buffer (no second copy);
+ * a chunked body is decoded into it. When an exchange is dispatched its header
+ * block and header array are copied into the exchange's arena (the parser
+ * fills a per-server scratch array of SL_HTTP_MAX_HEADERS_HARD entries), so the
+ * input buffer may grow, move or go while the handler runs (reads go on, to
+ * notice a client that goes away).
  */
 #include "http/server_internal.h"
 
@@ -138,8 +142,11 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0) return;
     if (buf->base == c->srv->rbuf) {
-        /* Read into the shared buffer: keep the bytes in c->in (within its cap, as a direct read would). */
+        /* Read into the shared buffer: keep the bytes in c->in. The read was
+         * sized to its cap, so only a failed allocation lands here; the bytes
+         * are lost, so the connection must not carry another request. */
         if (sl_buf_append(&c->in, buf->base, (size_t)nread) != SL_OK) {
+            c->close_when_flushed = true;
             on_read(stream, UV_ENOBUFS, buf);
             return;
         }
