@@ -2,6 +2,9 @@
 #include "gateway/runtime.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "core/log.h"
 #include "gateway/accesslog.h"
@@ -36,6 +39,29 @@ static void worker_take_config(sl_worker *w)
     if (old) sl_config_release(old);
 }
 
+/*
+ * glibc keeps the heap pages a burst freed (10,000 streams leave their peak
+ * RSS behind for good). Once a worker that ran exchanges has been quiet for a
+ * whole tick (none in progress, none started), they go back to the kernel:
+ * one malloc_trim per quiet spell, never under load.
+ */
+#define TRIM_TICK_MS 2000
+
+static void on_trim_tick(uv_timer_t *t)
+{
+    sl_worker *w = t->data;
+    if (!w->server) return;
+    uint64_t started = sl_server_exchanges_started(w->server);
+    bool quiet = started == w->trim_seen && sl_server_active_exchanges(w->server) == 0;
+    if (started != w->trim_seen) w->trim_due = true;
+    w->trim_seen = started;
+    if (!quiet || !w->trim_due) return;
+    w->trim_due = false;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 static void on_walk_close(uv_handle_t *h, void *arg)
 {
     if (!uv_is_closing(h)) uv_close(h, NULL);
@@ -52,6 +78,7 @@ static void worker_shutdown(sl_worker *w)
     uv_close((uv_handle_t *)&w->wakeup, NULL);
     uv_close((uv_handle_t *)&w->drain_timer, NULL);
     uv_close((uv_handle_t *)&w->log_flush, NULL);
+    uv_close((uv_handle_t *)&w->trim_timer, NULL);
 }
 
 static void on_drain_tick(uv_timer_t *t)
@@ -102,7 +129,10 @@ static int worker_init(sl_runtime *rt, sl_worker *w, int id, sl_config *cfg)
     uv_timer_init(&w->loop, &w->drain_timer);
     uv_check_init(&w->loop, &w->log_flush);
     uv_check_start(&w->log_flush, on_log_flush);
-    w->wakeup.data = w->drain_timer.data = w;
+    uv_timer_init(&w->loop, &w->trim_timer);
+    uv_timer_start(&w->trim_timer, on_trim_tick, TRIM_TICK_MS, TRIM_TICK_MS);
+    uv_unref((uv_handle_t *)&w->trim_timer); /* never what keeps the loop alive */
+    w->wakeup.data = w->drain_timer.data = w->trim_timer.data = w;
     w->config = sl_config_retain(cfg);
     sl_server_limits lim = limits_from(cfg, rt->nworkers);
     w->server = sl_server_new(&w->loop, &lim, sl_gateway_handle, w);

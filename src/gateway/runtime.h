@@ -32,6 +32,9 @@ typedef struct sl_worker {
     uv_async_t wakeup;           /* main -> worker: new config or stop */
     uv_timer_t drain_timer;      /* while stopping: polls in-flight count */
     uv_check_t log_flush;        /* after each loop iteration: write the access log lines it produced */
+    uv_timer_t trim_timer;       /* gives memory freed after a burst back to the kernel (runtime.c) */
+    uint64_t trim_seen;          /* exchanges started, at the last tick */
+    bool trim_due;               /* exchanges ran since the last trim */
     sl_server *server;
     sl_upstream *upstream;
     sl_config *config;           /* this worker's current snapshot (one reference) */

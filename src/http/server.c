@@ -56,6 +56,7 @@ sl_server *sl_server_new(uv_loop_t *loop, const sl_server_limits *lim, sl_hx_han
 void sl_server_set_limits(sl_server *s, const sl_server_limits *lim) { s->lim = *lim; }
 size_t sl_server_connections(const sl_server *s) { return s->nconns; }
 size_t sl_server_active_exchanges(const sl_server *s) { return s->nactive; }
+uint64_t sl_server_exchanges_started(const sl_server *s) { return s->nstarted; }
 
 static void on_listener_closed(uv_handle_t *h) { sl_free(h); }
 
@@ -437,6 +438,7 @@ static void conn_dispatch(sl_conn *c)
     c->hx_active = true;
     c->refs++;
     c->srv->nactive++;
+    c->srv->nstarted++;
     conn_arm_timer(c);
     c->srv->handler(hx, c->srv->ctx);
 }

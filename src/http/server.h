@@ -78,6 +78,8 @@ void sl_server_stop_accepting(sl_server *s);
 /* Number of connections currently open / exchanges in progress. */
 size_t sl_server_connections(const sl_server *s);
 size_t sl_server_active_exchanges(const sl_server *s);
+/* Exchanges handed to the handler since the server was made. */
+uint64_t sl_server_exchanges_started(const sl_server *s);
 /* Closes idle connections now (used while draining). */
 void sl_server_close_idle(sl_server *s);
 /* Closes everything and frees the server once the handles are closed. */

@@ -54,6 +54,7 @@ struct sl_server {
     sl_conn *conns;        /* intrusive list of open connections */
     size_t nconns;
     size_t nactive;
+    uint64_t nstarted;     /* exchanges dispatched, ever */
     bool accepting;
     bool freeing;
     char *rbuf;            /* shared read buffer (server.c on_alloc): connections keep only leftovers */
