@@ -383,7 +383,9 @@ static void on_tick(uv_timer_t *t)
 
 struct sl_lbsync *sl_lbsync_new(sl_gw_worker *gw)
 {
-    pthread_once(&script_once, init_script);
+    /* The script's hash is made by the first round (sl_lbshare_round_start):
+     * hashing here would start OpenSSL (~2 MB RSS) in every worker even
+     * when nothing is shared through Redis. */
     struct sl_lbsync *s = sl_calloc(1, sizeof *s);
     if (!s) return NULL;
     s->gw = gw;
