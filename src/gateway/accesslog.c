@@ -181,6 +181,95 @@ void sl_accesslog_thread_done(void)
     sl_buf_free(&pending);
 }
 
+/*
+ * The common line (no logged content, no cost) in one pass over memory
+ * reserved once: the room is bounded by the escaped worst case of the
+ * strings, so no per-field capacity checks are needed.
+ */
+#define RAW(o, lit) (memcpy((o), (lit), sizeof(lit) - 1), (o) += sizeof(lit) - 1)
+
+static char *raw_str(char *o, sl_str v)
+{
+    if (!v.p) {
+        RAW(o, "null");
+        return o;
+    }
+    *o++ = '"';
+    o += sl_json_escape_into(o, v);
+    *o++ = '"';
+    return o;
+}
+
+static char *raw_u64(char *o, uint64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof tmp;
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(o, tmp + i, sizeof tmp - i);
+    return o + (sizeof tmp - i);
+}
+
+static char *raw_int(char *o, int64_t v)
+{
+    if (v < 0) *o++ = '-';
+    return raw_u64(o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+}
+
+static char *raw_ms(char *o, uint64_t from, uint64_t to)
+{
+    if (!to || to < from) {
+        RAW(o, "null");
+        return o;
+    }
+    uint64_t us = (to - from) / 1000;
+    o = raw_u64(o, us / 1000);
+    *o++ = '.';
+    us %= 1000;
+    o[0] = (char)('0' + us / 100), o[1] = (char)('0' + us / 10 % 10), o[2] = (char)('0' + us % 10);
+    return o + 3;
+}
+
+static bool fast_line_ok(const sl_req_record *r) { return !r->content_logged && r->cost_usd == 0; }
+
+/* Room for the constant text, the numbers and the escaped strings. */
+static size_t fast_line_room(const sl_req_record *r, sl_str api, sl_str cache, sl_str err)
+{
+    size_t strs = r->request_id.n + r->consumer.n + api.n + r->model.n + r->provider.n + r->upstream_model.n +
+                  cache.n + err.n + 40 /* ts */;
+    return 512 + SL_JSON_ESCAPE_MAX(strs);
+}
+
+static size_t fast_line(char *start, const sl_req_record *r, sl_str api, sl_str cache, sl_str err)
+{
+    char ts[40];
+    sl_log_timestamp(ts, sizeof ts);
+    char *o = start;
+    RAW(o, "{\"ts\":");
+    o = raw_str(o, sl_str_from_cstr(ts));
+    RAW(o, ",\"request_id\":"), o = raw_str(o, r->request_id);
+    RAW(o, ",\"consumer\":"), o = raw_str(o, r->consumer);
+    RAW(o, ",\"api\":"), o = raw_str(o, api);
+    RAW(o, ",\"model\":"), o = raw_str(o, r->model);
+    RAW(o, ",\"provider\":"), o = raw_str(o, r->provider);
+    RAW(o, ",\"upstream_model\":"), o = raw_str(o, r->upstream_model);
+    RAW(o, ",\"status\":"), o = raw_int(o, r->status);
+    if (r->stream) RAW(o, ",\"stream\":true");
+    else RAW(o, ",\"stream\":false");
+    RAW(o, ",\"input_tokens\":"), o = raw_int(o, r->usage.input_tokens);
+    RAW(o, ",\"output_tokens\":"), o = raw_int(o, r->usage.output_tokens);
+    RAW(o, ",\"cached_tokens\":"), o = raw_int(o, r->usage.cached_tokens);
+    RAW(o, ",\"cost_usd\":0,\"ttft_ms\":"), o = raw_ms(o, r->start_ns, r->first_byte_ns);
+    RAW(o, ",\"duration_ms\":"), o = raw_ms(o, r->start_ns, r->end_ns);
+    RAW(o, ",\"attempts\":"), o = raw_u64(o, r->attempts);
+    RAW(o, ",\"cache\":"), o = raw_str(o, cache);
+    RAW(o, ",\"error\":"), o = raw_str(o, err);
+    RAW(o, "}\n");
+    return (size_t)(o - start);
+}
+
 /* A line longer than this is dropped (a runaway logged prompt must not stall the worker). */
 #define LOG_LINE_MAX (4u << 20)
 
@@ -188,6 +277,17 @@ void sl_accesslog_write(const sl_req_record *r)
 {
     if (log_off) return;
     if (pending.max == 0) pending.max = 8u << 20;
+    if (fast_line_ok(r)) {
+        sl_str api = cstr_or_null(r->api), cache = cstr_or_null(r->cache), err = r->error.n ? r->error : SL_STR_NULL;
+        size_t room = fast_line_room(r, api, cache, err);
+        if (room <= LOG_LINE_MAX && pending.len + room >= pending.max) sl_accesslog_flush();
+        if (room <= LOG_LINE_MAX && sl_buf_reserve(&pending, room) == SL_OK) {
+            pending.len += fast_line(pending.p + pending.len, r, api, cache, err);
+            pending.p[pending.len] = '\0';
+            if (pending.len >= LOG_FLUSH_BYTES) sl_accesslog_flush();
+            return;
+        }
+    }
     size_t start = pending.len;
     int rc = put_line(&pending, r);
     if (rc != SL_OK && start > 0) { /* over the cap: write what waits, then this line on its own */

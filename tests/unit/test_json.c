@@ -483,6 +483,15 @@ static void test_writer_escapes(void **state)
                        "\xef\xbf\xbd\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
                        "0123456789abcdef0123456789abcdef";
     assert_string_equal(b.p, want);
+    /* the reserve-once variant writes the same bytes, within its stated room */
+    char raw[SL_JSON_ESCAPE_MAX(sizeof in - 1) + 1];
+    size_t rn = sl_json_escape_into(raw, (sl_str){in, sizeof in - 1});
+    assert_true(rn <= SL_JSON_ESCAPE_MAX(sizeof in - 1));
+    raw[rn] = '\0';
+    assert_string_equal(raw, want);
+    const char worst[] = "\x01\xff\"";
+    assert_int_equal(sl_json_escape_into(raw, (sl_str){worst, 3}), 11);
+    assert_int_equal(sl_json_escape_into(raw, SL_STR_NULL), 0);
     sl_buf_clear(&b);
     const char nul[] = "a\0b";
     assert_int_equal(sl_json_escape(&b, (sl_str){nul, 3}), 0);
