@@ -441,10 +441,10 @@ static void respond_buffered(sl_gw_req *r)
             return;
         }
         body = sl_buf_str(&out);
-    } else if (sl_xlat_response_usage(up, body.p, body.n, &r->hx->arena, &r->rec.usage, NULL) == SL_OK) {
-        /* The public name back; the body is parsed a second time only when it must change. */
-        if (need_model_rewrite(r) && sl_json_parse(&d, body.p, body.n, &r->hx->arena, NULL, NULL) == SL_OK &&
-            sl_json_type_of(&d, 0) == SL_JSON_OBJECT) {
+    } else if (sl_xlat_parse_response(body.p, body.n, &r->hx->arena, &d) == SL_OK &&
+               sl_xlat_response_usage_doc(up, &d, &r->hx->arena, &r->rec.usage, NULL) == SL_OK) {
+        /* The public name back, spliced in with the tokens usage was read from (one parse). */
+        if (need_model_rewrite(r)) {
             int m = sl_json_obj_get(&d, 0, up == SL_PROTO_GEMINI ? "modelVersion" : "model");
             if (m >= 0) {
                 sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
