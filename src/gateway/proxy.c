@@ -42,6 +42,14 @@ static bool fast_openai(const sl_gw_req *r) { return r->in_proto == SL_PROTO_OPE
 /* Quoted JSON string for s, in the request arena. */
 static sl_str json_quoted(sl_gw_req *r, sl_str s)
 {
+    if (s.n <= 4096) { /* model names: escaped straight into the arena, no scratch buffer */
+        char *o = sl_arena_alloc(&r->hx->arena, SL_JSON_ESCAPE_MAX(s.n) + 2);
+        if (!o) return SL_STR_NULL;
+        o[0] = '"';
+        size_t n = 1 + sl_json_escape_into(o + 1, s);
+        o[n++] = '"';
+        return (sl_str){o, n};
+    }
     sl_buf b;
     sl_buf_init(&b, 0);
     sl_buf_append(&b, "\"", 1);
@@ -447,7 +455,7 @@ static void respond_buffered(sl_gw_req *r)
         if (need_model_rewrite(r)) {
             int m = sl_json_obj_get(&d, 0, up == SL_PROTO_GEMINI ? "modelVersion" : "model");
             if (m >= 0) {
-                sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
+                sl_json_edit e = {d.toks[m].start, d.toks[m].end, public_model_json(r)};
                 if (sl_json_splice(body.p, body.n, &e, 1, &out) == SL_OK) body = sl_buf_str(&out);
             }
         }

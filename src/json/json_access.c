@@ -62,6 +62,15 @@ bool sl_json_str_eq(const sl_json_doc *d, int t, const char *lit)
     return lit && str_eq_n(d, t, lit, strlen(lit));
 }
 
+/* Member key token kt equal to key? The raw length decides most misses before any byte is read. */
+static inline bool key_eq(const sl_json_doc *d, uint32_t kt, const char *key, size_t n)
+{
+    const sl_json_tok *t = &d->toks[kt];
+    size_t raw = t->end - t->start - 2;
+    if (!t->has_escape) return raw == n && (n == 0 || memcmp(d->src + t->start + 1, key, n) == 0);
+    return raw >= n && escaped_eq((sl_str){d->src + t->start + 1, raw}, key, n); /* escapes only shrink */
+}
+
 int sl_json_obj_get_str(const sl_json_doc *d, int obj, sl_str key)
 {
     if (!is_type(d, obj, SL_JSON_OBJECT)) return -1;
@@ -69,7 +78,7 @@ int sl_json_obj_get_str(const sl_json_doc *d, int obj, sl_str key)
     int found = -1;
     uint32_t k = (uint32_t)obj + 1;
     for (uint32_t i = 0; i < o->count; i++) {
-        if (str_eq_n(d, (int)k, key.p, key.n)) found = (int)k + 1;
+        if (key_eq(d, k, key.p, key.n)) found = (int)k + 1;
         k = d->toks[k + 1].next;
     }
     return found;
