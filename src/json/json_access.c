@@ -173,10 +173,11 @@ int sl_json_int(const sl_json_doc *d, int t, int64_t *out)
     sl_str s = sl_json_raw(d, t);
     bool neg = s.p[0] == '-';
     uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    uint64_t lim10 = lim / 10, limd = lim % 10; /* one division, not one a digit */
     for (size_t i = neg; i < s.n; i++) {
         unsigned c = (unsigned char)s.p[i] - '0';
         if (c > 9) return SL_EINVAL; /* '.', 'e': not an integer */
-        if (v > (lim - c) / 10) return SL_EINVAL;
+        if (v > lim10 || (v == lim10 && c > limd)) return SL_EINVAL;
         v = v * 10 + c;
     }
     *out = neg ? (int64_t)(0 - v) : (int64_t)v;
