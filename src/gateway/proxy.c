@@ -282,10 +282,11 @@ static int up_on_head(void *ud, int status, const sl_http_header *h, size_t n)
     sl_gw_req *r = ud;
     r->up_status = status;
     r->up_is_sse = false;
-    for (size_t i = 0; i < n; i++) {
-        if (sl_str_case_eq(h[i].name, SL_STR("content-type")))
+    for (size_t i = 0; i < n; i++) { /* name lengths first: most headers are neither */
+        size_t nl = h[i].name.n;
+        if (nl == 12 && sl_str_case_eq(h[i].name, SL_STR("content-type")))
             r->up_is_sse = sl_str_starts_with(h[i].value, SL_STR("text/event-stream"));
-        else if (sl_str_case_eq(h[i].name, SL_STR("retry-after")))
+        else if (nl == 11 && sl_str_case_eq(h[i].name, SL_STR("retry-after")))
             sl_bal_parse_retry_after(h[i].value, (int64_t)time(NULL), &r->fo.retry_after_ms);
     }
     if (status >= 200 && status < 300 && r->up_is_sse && r->stream) {
@@ -456,7 +457,12 @@ static void respond_buffered(sl_gw_req *r)
             int m = sl_json_obj_get(&d, 0, up == SL_PROTO_GEMINI ? "modelVersion" : "model");
             if (m >= 0) {
                 sl_json_edit e = {d.toks[m].start, d.toks[m].end, public_model_json(r)};
-                if (sl_json_splice(body.p, body.n, &e, 1, &out) == SL_OK) body = sl_buf_str(&out);
+                sl_str spliced;
+                /* A small answer goes into the request arena (no malloc); a large one into the buffer. */
+                if (body.n <= (64u << 10) && sl_json_splice_arena(body.p, body.n, &e, 1, &r->hx->arena, &spliced) == SL_OK)
+                    body = spliced;
+                else if (sl_json_splice(body.p, body.n, &e, 1, &out) == SL_OK)
+                    body = sl_buf_str(&out);
             }
         }
     } else {

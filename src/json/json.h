@@ -132,6 +132,8 @@ typedef struct sl_json_edit {
  * src[0..len) and appends the result to out.
  */
 int sl_json_splice(const char *src, size_t len, sl_json_edit *edits, size_t nedits, sl_buf *out);
+/* The same into the arena (NUL-terminated): for a result that lives as long as the request. */
+int sl_json_splice_arena(const char *src, size_t len, sl_json_edit *edits, size_t nedits, sl_arena *a, sl_str *out);
 /*
  * Helpers to build edits against a parsed doc:
  *  - replace a member's value: {tok.start, tok.end, new}

@@ -628,6 +628,11 @@ static void check_splice(const char *src, sl_json_edit *e, size_t n, const char 
     sl_json_doc d;
     assert_int_equal(parse_n(&d, b.p, b.len), 0);
     sl_buf_free(&b);
+    /* the arena variant gives the same bytes, NUL-terminated */
+    sl_str s = SL_STR_NULL;
+    assert_int_equal(sl_json_splice_arena(src, strlen(src), e, n, &A, &s), 0);
+    assert_int_equal(s.n, strlen(want));
+    assert_string_equal(s.p, want);
 }
 
 static void test_splice_model(void **state)
