@@ -105,6 +105,15 @@ struct sl_h1 {
     uv_timer_t kick; /* hands freed slots to waiting requests on the next turn */
     int open_handles;
     bool freeing;
+    /* The last URL parsed: a worker sends request after request to the same provider URL,
+     * so its parse (and inet_pton) is done once. Offsets, so a copy of the URL matches too. */
+    struct {
+        size_t len; /* 0: empty */
+        char url[256];
+        struct sockaddr_storage addr;
+        size_t auth_off, auth_len, path_off, path_len;
+        bool add_slash;
+    } last_url;
 };
 
 static void process(sl_h1_req *q);
@@ -909,6 +918,28 @@ static int parse_url(const char *url, h1_target *t)
     return SL_OK;
 }
 
+static int parse_url_cached(sl_h1 *h, const char *url, h1_target *t)
+{
+    size_t n = strlen(url);
+    if (n && n == h->last_url.len && memcmp(url, h->last_url.url, n) == 0) {
+        t->addr = h->last_url.addr;
+        t->authority = (sl_str){url + h->last_url.auth_off, h->last_url.auth_len};
+        t->path = (sl_str){url + h->last_url.path_off, h->last_url.path_len};
+        t->add_slash = h->last_url.add_slash;
+        return SL_OK;
+    }
+    int rc = parse_url(url, t);
+    if (rc == SL_OK && n < sizeof h->last_url.url) {
+        memcpy(h->last_url.url, url, n);
+        h->last_url.len = n;
+        h->last_url.addr = t->addr;
+        h->last_url.auth_off = (size_t)(t->authority.p - url), h->last_url.auth_len = t->authority.n;
+        h->last_url.path_off = (size_t)(t->path.p - url), h->last_url.path_len = t->path.n;
+        h->last_url.add_slash = t->add_slash;
+    }
+    return rc;
+}
+
 static bool same_addr(const struct sockaddr_storage *x, const struct sockaddr_storage *y)
 {
     if (x->ss_family != y->ss_family) return false;
@@ -1016,7 +1047,7 @@ int sl_h1_start(sl_h1 *h, const sl_up_request *r, const sl_up_callbacks *cb, voi
     *out = NULL;
     h1_target t;
     h1_host *ho;
-    if (!r->url || h->freeing || parse_url(r->url, &t) != SL_OK) return SL_ENOTFOUND;
+    if (!r->url || h->freeing || parse_url_cached(h, r->url, &t) != SL_OK) return SL_ENOTFOUND;
     int rc = get_host(h, &t, &ho);
     if (rc) return rc;
     sl_h1_req *q = sl_calloc(1, sizeof *q);
