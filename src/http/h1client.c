@@ -552,11 +552,10 @@ static const char *find_head_end(const char *p, size_t n)
     return NULL;
 }
 
-static bool is_field_byte(char ch)
-{
-    unsigned char u = (unsigned char)ch;
-    return u == '\t' || (u >= 0x20 && u != 0x7f);
-}
+/* Bytes allowed in a response field value (HTAB, SP, VCHAR, obs-text), as a table like tchar_tab. */
+static const bool field_tab[256] = {['\t'] = true, [0x20 ... 0x7e] = true, [0x80 ... 0xff] = true};
+
+static inline bool is_field_byte(char ch) { return field_tab[(unsigned char)ch]; }
 
 /* "HTTP/1.x SSS[ reason]" */
 static int parse_status_line(sl_str l, int *status, int *minor)
@@ -979,10 +978,13 @@ static bool valid_method(const char *m)
     return true;
 }
 
+/* CR, LF and NUL would split or cut a request header: a table lookup a byte (every header of every request). */
+static const bool header_stop[256] = {['\r'] = true, ['\n'] = true, ['\0'] = true};
+
 static bool valid_header_bytes(sl_str s)
 {
     for (size_t i = 0; i < s.n; i++)
-        if (s.p[i] == '\r' || s.p[i] == '\n' || s.p[i] == '\0') return false;
+        if (header_stop[(unsigned char)s.p[i]]) return false;
     return true;
 }
 
