@@ -1001,25 +1001,21 @@ static bool skipped_header(sl_str name)
     }
 }
 
-/* Bytes build_head writes at most, so the buffer grows once instead of doubling as it goes. */
-static size_t head_size(const sl_up_request *r, const h1_target *t)
-{
-    size_t n = strlen(r->method) + t->path.n + t->authority.n + 128;
-    for (size_t i = 0; i < r->nheaders; i++) n += r->headers[i].name.n + r->headers[i].value.n + 4;
-    return n;
-}
+
+/*
+ * The request head in two passes: the first checks every header and adds up
+ * the exact size, the second copies into room reserved once (no capacity
+ * check per piece: this runs for every upstream request).
+ */
+#define PUT_LIT(o, lit) (memcpy((o), (lit), sizeof(lit) - 1), (o) += sizeof(lit) - 1)
+#define PUT_STR(o, s) ((s).n ? (memcpy((o), (s).p, (s).n), (o) += (s).n) : (o))
 
 static int build_head(sl_buf *b, const sl_up_request *r, const h1_target *t)
 {
     bool have_ae = false, have_accept = false;
-    sl_buf_reserve(b, head_size(r, t)); /* a hint: over the cap, the appends below report it */
-    int rc = sl_buf_append_cstr(b, r->method);
-    if (!rc) rc = sl_buf_append(b, " /", t->add_slash ? 2 : 1);
-    if (!rc) rc = sl_buf_append_str(b, t->path);
-    if (!rc) rc = sl_buf_append_cstr(b, " HTTP/1.1\r\nHost: ");
-    if (!rc) rc = sl_buf_append_str(b, t->authority);
-    if (!rc) rc = sl_buf_append(b, "\r\n", 2);
-    for (size_t i = 0; !rc && i < r->nheaders; i++) {
+    size_t mlen = strlen(r->method);
+    size_t total = mlen + (t->add_slash ? 2 : 1) + t->path.n + sizeof(" HTTP/1.1\r\nHost: ") - 1 + t->authority.n + 2;
+    for (size_t i = 0; i < r->nheaders; i++) {
         const sl_http_header *hd = &r->headers[i];
         if (!hd->name.n || !valid_header_bytes(hd->name) || !valid_header_bytes(hd->value) ||
             memchr(hd->name.p, ':', hd->name.n))
@@ -1027,21 +1023,57 @@ static int build_head(sl_buf *b, const sl_up_request *r, const h1_target *t)
         if (skipped_header(hd->name)) continue;
         have_ae |= hd->name.n == 15 && sl_str_case_eq(hd->name, SL_STR("accept-encoding"));
         have_accept |= hd->name.n == 6 && sl_str_case_eq(hd->name, SL_STR("accept"));
-        rc = sl_buf_append_str(b, hd->name);
-        if (!rc) rc = sl_buf_append(b, hd->value.n ? ": " : ":", hd->value.n ? 2 : 1);
-        if (!rc) rc = sl_buf_append_str(b, hd->value);
-        if (!rc) rc = sl_buf_append(b, "\r\n", 2);
+        total += hd->name.n + (hd->value.n ? 2 : 1) + hd->value.n + 2;
     }
     /* What curl would send: bodies pass through as sent, and a default Accept. */
-    if (!rc && !have_ae) rc = sl_buf_append_cstr(b, "Accept-Encoding: identity\r\n");
-    if (!rc && !have_accept) rc = sl_buf_append_cstr(b, "Accept: */*\r\n");
-    if (!rc && (r->body || r->body_len || strcmp(r->method, "POST") == 0)) {
-        rc = sl_buf_append_cstr(b, "Content-Length: ");
-        if (!rc) rc = sl_buf_append_u64(b, r->body_len);
-        if (!rc) rc = sl_buf_append(b, "\r\n", 2);
+    static const char ae_line[] = "Accept-Encoding: identity\r\n", accept_line[] = "Accept: */*\r\n";
+    if (!have_ae) total += sizeof ae_line - 1;
+    if (!have_accept) total += sizeof accept_line - 1;
+    char cl[24];
+    size_t cl_n = 0;
+    bool with_cl = r->body || r->body_len || strcmp(r->method, "POST") == 0;
+    if (with_cl) {
+        uint64_t v = r->body_len;
+        size_t i = sizeof cl;
+        do {
+            cl[--i] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        cl_n = sizeof cl - i;
+        memmove(cl, cl + i, cl_n);
+        total += sizeof("Content-Length: ") - 1 + cl_n + 2;
     }
-    if (!rc) rc = sl_buf_append(b, "\r\n", 2);
-    return rc == SL_ELIMIT ? SL_EINVAL : rc;
+    total += 2;
+    int rc = sl_buf_reserve(b, total);
+    if (rc) return rc == SL_ELIMIT ? SL_EINVAL : rc;
+    char *o = b->p + b->len;
+    memcpy(o, r->method, mlen), o += mlen;
+    if (t->add_slash) PUT_LIT(o, " /");
+    else PUT_LIT(o, " ");
+    PUT_STR(o, t->path);
+    PUT_LIT(o, " HTTP/1.1\r\nHost: ");
+    PUT_STR(o, t->authority);
+    PUT_LIT(o, "\r\n");
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const sl_http_header *hd = &r->headers[i];
+        if (skipped_header(hd->name)) continue;
+        PUT_STR(o, hd->name);
+        if (hd->value.n) PUT_LIT(o, ": ");
+        else PUT_LIT(o, ":");
+        PUT_STR(o, hd->value);
+        PUT_LIT(o, "\r\n");
+    }
+    if (!have_ae) PUT_LIT(o, ae_line);
+    if (!have_accept) PUT_LIT(o, accept_line);
+    if (with_cl) {
+        PUT_LIT(o, "Content-Length: ");
+        memcpy(o, cl, cl_n), o += cl_n;
+        PUT_LIT(o, "\r\n");
+    }
+    PUT_LIT(o, "\r\n");
+    b->len += total;
+    b->p[b->len] = '\0';
+    return o == b->p + b->len ? SL_OK : SL_EINVAL; /* the two passes agree (they always should) */
 }
 
 int sl_h1_start(sl_h1 *h, const sl_up_request *r, const sl_up_callbacks *cb, void *ud, sl_up_req **out)
