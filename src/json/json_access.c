@@ -67,7 +67,8 @@ static inline bool key_eq(const sl_json_doc *d, uint32_t kt, const char *key, si
 {
     const sl_json_tok *t = &d->toks[kt];
     size_t raw = t->end - t->start - 2;
-    if (!t->has_escape) return raw == n && (n == 0 || memcmp(d->src + t->start + 1, key, n) == 0);
+    if (!t->has_escape) /* first byte inline: "model" and "usage" are both 5 long */
+        return raw == n && (n == 0 || (d->src[t->start + 1] == key[0] && memcmp(d->src + t->start + 1, key, n) == 0));
     return raw >= n && escaped_eq((sl_str){d->src + t->start + 1, raw}, key, n); /* escapes only shrink */
 }
 
