@@ -171,7 +171,8 @@ static void make_request_id(sl_gw_req *r)
     }
     static const char hex[] = "0123456789abcdef";
     uint64_t v[2] = {gw_rand(r->gw), gw_rand(r->gw)};
-    for (int i = 0; i < 32; i++) r->request_id[i] = hex[(v[i / 16] >> (60 - 4 * (i % 16))) & 15];
+    for (int w = 0; w < 2; w++) /* most significant nibble first, from the end of each half */
+        for (int i = 15; i >= 0; i--, v[w] >>= 4) r->request_id[w * 16 + i] = hex[v[w] & 15];
     r->request_id[32] = '\0';
 }
 
@@ -283,14 +284,15 @@ static bool resolve_model(sl_gw_req *r, sl_str path_model)
         r->model_tok = -1;
         r->model = path_model;
     } else {
-        r->model_tok = sl_json_obj_get(&r->doc, 0, "model");
+        int nmodel = 0; /* one walk finds the member and counts its duplicates */
+        r->model_tok = sl_json_obj_get_counted(&r->doc, 0, SL_STR("model"), &nmodel);
         if (r->model_tok < 0 || sl_json_type_of(&r->doc, r->model_tok) != SL_JSON_STRING ||
             sl_json_str(&r->doc, r->model_tok, &r->hx->arena, &r->model) != SL_OK || r->model.n == 0) {
             sl_gw_error(r, 400, "invalid_request_error", NULL, "you must provide a model parameter");
             return false;
         }
         /* Two "model" members could route on one and bill or run on the other: refuse. */
-        if (sl_json_obj_key_count(&r->doc, 0, "model") != 1) {
+        if (nmodel != 1) {
             sl_gw_error(r, 400, "invalid_request_error", NULL, "the request names 'model' more than once");
             return false;
         }

@@ -74,6 +74,8 @@ int sl_json_obj_get(const sl_json_doc *d, int obj, const char *key);        /* v
 int sl_json_obj_get_str(const sl_json_doc *d, int obj, sl_str key);
 /* How many members of obj are named key (after unescaping): >1 means an ambiguous body. */
 int sl_json_obj_key_count(const sl_json_doc *d, int obj, const char *key);
+/* sl_json_obj_get_str and sl_json_obj_key_count in one walk: the last member named key, *count of them. */
+int sl_json_obj_get_counted(const sl_json_doc *d, int obj, sl_str key, int *count);
 int sl_json_arr_get(const sl_json_doc *d, int arr, uint32_t i);             /* element token or -1 */
 /* Iteration: first child (array element, or object KEY) and the next sibling. -1 at end. */
 int sl_json_first(const sl_json_doc *d, int container);

@@ -85,6 +85,20 @@ int sl_json_obj_get_str(const sl_json_doc *d, int obj, sl_str key)
     return found;
 }
 
+int sl_json_obj_get_counted(const sl_json_doc *d, int obj, sl_str key, int *count)
+{
+    *count = 0;
+    if (!is_type(d, obj, SL_JSON_OBJECT)) return -1;
+    const sl_json_tok *o = &d->toks[obj];
+    int found = -1;
+    uint32_t k = (uint32_t)obj + 1;
+    for (uint32_t i = 0; i < o->count; i++) {
+        if (key_eq(d, k, key.p, key.n)) found = (int)k + 1, ++*count;
+        k = d->toks[k + 1].next;
+    }
+    return found;
+}
+
 int sl_json_obj_get(const sl_json_doc *d, int obj, const char *key)
 {
     return key ? sl_json_obj_get_str(d, obj, sl_str_from_cstr(key)) : -1;

@@ -308,6 +308,17 @@ static void test_obj_get(void **state)
     assert_int_equal(v, 2); /* last wins */
     assert_int_equal(sl_json_obj_key_count(&d, 0, "dup"), 2);
     assert_int_equal(sl_json_obj_key_count(&d, 0, "model"), 1);
+    int cnt = -1;
+    assert_int_equal(sl_json_obj_get_counted(&d, 0, SL_STR("dup"), &cnt), sl_json_obj_get(&d, 0, "dup"));
+    assert_int_equal(cnt, 2);
+    assert_int_equal(sl_json_obj_get_counted(&d, 0, SL_STR("model"), &cnt), m);
+    assert_int_equal(cnt, 1);
+    assert_int_equal(sl_json_obj_get_counted(&d, 0, SL_STR("\xf0\x9f\x98\x80"), &cnt), sl_json_obj_get(&d, 0, "\xf0\x9f\x98\x80"));
+    assert_int_equal(cnt, 1); /* an escaped key matches its decoded form */
+    assert_int_equal(sl_json_obj_get_counted(&d, 0, SL_STR("missing"), &cnt), -1);
+    assert_int_equal(cnt, 0);
+    assert_int_equal(sl_json_obj_get_counted(&d, m, SL_STR("x"), &cnt), -1); /* not an object */
+    assert_int_equal(cnt, 0);
     assert_int_equal(sl_json_int(&d, sl_json_obj_get(&d, 0, "\xf0\x9f\x98\x80"), &v), 0);
     assert_int_equal(v, 3);
     assert_int_equal(sl_json_int(&d, sl_json_obj_get(&d, 0, ""), &v), 0);
