@@ -641,6 +641,7 @@ static const char *framing(sl_h1_req *q, int minor, const sl_http_header *hs, si
     uint64_t cl = 0;
     for (size_t i = 0; i < nh; i++) {
         sl_str name = hs[i].name, v = hs[i].value;
+        if (name.n != 17 && name.n != 14 && name.n != 10) continue; /* none of the three below */
         if (sl_str_case_eq(name, SL_STR("transfer-encoding"))) {
             te = true;
             chunked = sl_str_case_eq(last_coding(v), SL_STR("chunked"));
