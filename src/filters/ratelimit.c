@@ -259,6 +259,25 @@ static int rl_request(sl_gw_req *r)
     return SL_FILTER_WAIT;
 }
 
+/*
+ * The window ids of a moment, kept per thread for the current second: every
+ * window boundary falls on a whole second, and the month's id costs a
+ * gmtime_r, which the usage record of every request would otherwise pay.
+ */
+static void window_ids(int64_t now_ms, int64_t ids[SL_WIN_COUNT])
+{
+    static _Thread_local int64_t sec = -1, cached[SL_WIN_COUNT];
+    if (now_ms >= 0 && now_ms / 1000 == sec) {
+        memcpy(ids, cached, sizeof cached);
+        return;
+    }
+    for (int w = 0; w < SL_WIN_COUNT; w++) ids[w] = sl_window_id((sl_window)w, now_ms);
+    if (now_ms >= 0) {
+        sec = now_ms / 1000;
+        memcpy(cached, ids, sizeof cached);
+    }
+}
+
 /* After the call: the cost, and the settlement (or record) of what was used. */
 static void rl_done(sl_gw_req *r)
 {
@@ -275,7 +294,7 @@ static void rl_done(sl_gw_req *r)
         s.delta[SL_MET_TOKENS] = tokens - q->q.amount[SL_MET_TOKENS];
         s.delta[SL_MET_COST] = cost - q->q.amount[SL_MET_COST];
     } else {
-        for (int w = 0; w < SL_WIN_COUNT; w++) s.window_id[w] = sl_window_id((sl_window)w, q->q.now_ms);
+        window_ids(q->q.now_ms, s.window_id);
         s.delta[SL_MET_REQUESTS] = 1;
         s.delta[SL_MET_TOKENS] = tokens;
         s.delta[SL_MET_COST] = cost;

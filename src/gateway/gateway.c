@@ -87,9 +87,12 @@ void sl_gw_common_headers(sl_gw_req *r, sl_http_header *h, size_t *n, size_t cap
     if (*n < cap) h[(*n)++] = (sl_http_header){SL_STR("x-request-id"), sl_str_from_cstr(r->request_id)};
     if (r->rec.provider.n && *n < cap) h[(*n)++] = (sl_http_header){SL_STR("x-sluice-provider"), r->rec.provider};
     if (r->rec.upstream_model.n && *n < cap) h[(*n)++] = (sl_http_header){SL_STR("x-sluice-model"), r->rec.upstream_model};
-    if (r->attempts && *n < cap) {
-        char *a = sl_arena_printf(&r->hx->arena, "%u", r->attempts);
-        if (a) h[(*n)++] = (sl_http_header){SL_STR("x-sluice-attempts"), sl_str_from_cstr(a)};
+    if (r->attempts && *n < cap) { /* decimal digits without printf: this is on every answer */
+        char tmp[16];
+        size_t i = sizeof tmp;
+        for (uint32_t v = r->attempts; v; v /= 10) tmp[--i] = (char)('0' + v % 10);
+        sl_str a = sl_arena_str(&r->hx->arena, (sl_str){tmp + i, sizeof tmp - i});
+        if (a.p) h[(*n)++] = (sl_http_header){SL_STR("x-sluice-attempts"), a};
     }
     for (size_t i = 0; i < r->nextra_headers && *n < cap; i++) h[(*n)++] = r->extra_headers[i];
 }
@@ -168,7 +171,8 @@ static void make_request_id(sl_gw_req *r)
     }
     static const char hex[] = "0123456789abcdef";
     uint64_t v[2] = {gw_rand(r->gw), gw_rand(r->gw)};
-    for (int i = 0; i < 32; i++) r->request_id[i] = hex[(v[i / 16] >> (60 - 4 * (i % 16))) & 15];
+    for (int w = 0; w < 2; w++) /* most significant nibble first, from the end of each half */
+        for (int i = 15; i >= 0; i--, v[w] >>= 4) r->request_id[w * 16 + i] = hex[v[w] & 15];
     r->request_id[32] = '\0';
 }
 
@@ -280,14 +284,15 @@ static bool resolve_model(sl_gw_req *r, sl_str path_model)
         r->model_tok = -1;
         r->model = path_model;
     } else {
-        r->model_tok = sl_json_obj_get(&r->doc, 0, "model");
+        int nmodel = 0; /* one walk finds the member and counts its duplicates */
+        r->model_tok = sl_json_obj_get_counted(&r->doc, 0, SL_STR("model"), &nmodel);
         if (r->model_tok < 0 || sl_json_type_of(&r->doc, r->model_tok) != SL_JSON_STRING ||
             sl_json_str(&r->doc, r->model_tok, &r->hx->arena, &r->model) != SL_OK || r->model.n == 0) {
             sl_gw_error(r, 400, "invalid_request_error", NULL, "you must provide a model parameter");
             return false;
         }
         /* Two "model" members could route on one and bill or run on the other: refuse. */
-        if (sl_json_obj_key_count(&r->doc, 0, "model") != 1) {
+        if (nmodel != 1) {
             sl_gw_error(r, 400, "invalid_request_error", NULL, "the request names 'model' more than once");
             return false;
         }

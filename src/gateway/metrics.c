@@ -95,59 +95,177 @@ static inline void ensure_init(void) { pthread_once(&once, init_families); }
 
 static sl_str cstr_or_empty(const char *s) { return s ? sl_str_from_cstr(s) : SL_STR(""); }
 
-static void count_tokens(int shard, const sl_req_record *r, const char *type, int64_t n)
+/*
+ * Series indices per label set, remembered per worker thread. A request's
+ * labels (route, model, provider, consumer, status, operation) repeat from one
+ * request to the next, and a series index never changes once given out
+ * (series live as long as the process), so a small memo keyed by the packed
+ * label values replaces the ten hash lookups of a request with one compare.
+ */
+enum { S_REQ, S_DUR, S_TTFT, S_TPOT, S_USE_IN, S_USE_OUT, S_TOK_IN, S_TOK_OUT, S_TOK_CACHED, S_COST, S_N };
+
+#define MEMO_SLOTS 8
+#define MEMO_KEY_CAP 384
+
+typedef struct rec_memo {
+    uint16_t keylen; /* 0: empty */
+    uint16_t have;   /* bit per S_*: idx is known */
+    long idx[S_N];
+    char key[MEMO_KEY_CAP];
+} rec_memo;
+
+static _Thread_local rec_memo memo[MEMO_SLOTS];
+static _Thread_local unsigned memo_next;
+
+static bool key_put(char *key, size_t *len, const void *p, size_t n)
 {
-    sl_str v[] = {r->model, r->provider, r->consumer, sl_str_from_cstr(type)};
-    sl_family_add(&tokens, shard, sl_family_series(&tokens, v, 4), n > 0 ? (uint64_t)n : 0);
+    if (n > 255 || *len + 1 + n > MEMO_KEY_CAP) return false;
+    key[(*len)++] = (char)n;
+    if (n) memcpy(key + *len, p, n);
+    *len += n;
+    return true;
 }
 
-static void record_genai(int shard, const sl_req_record *r)
+/* The memo entry for this record's labels (made if new), or NULL when they are too long to remember. */
+static rec_memo *memo_for(const sl_req_record *r)
 {
-    sl_str g[] = {cstr_or_empty(r->operation), sl_str_from_cstr(sl_genai_provider_name(r->provider_type)), r->model,
-                  SL_STR_NULL};
+    char key[MEMO_KEY_CAP];
+    size_t len = 0;
+    const char *api = r->api ? r->api : "", *op = r->operation ? r->operation : "";
+    int32_t st = r->status;
+    if (!key_put(key, &len, api, strlen(api)) || !key_put(key, &len, op, strlen(op)) ||
+        !key_put(key, &len, r->model.p, r->model.n) || !key_put(key, &len, r->provider.p, r->provider.n) ||
+        !key_put(key, &len, r->provider_type.p, r->provider_type.n) ||
+        !key_put(key, &len, r->consumer.p, r->consumer.n) || !key_put(key, &len, &st, sizeof st))
+        return NULL;
+    for (unsigned i = 0; i < MEMO_SLOTS; i++)
+        if (memo[i].keylen == len && memcmp(memo[i].key, key, len) == 0) return &memo[i];
+    rec_memo *m = &memo[memo_next++ % MEMO_SLOTS];
+    m->keylen = (uint16_t)len;
+    m->have = 0;
+    memcpy(m->key, key, len);
+    return m;
+}
+
+static long series_of(rec_memo *m, int slot, sl_family *f, const sl_str *v, size_t n)
+{
+    if (m && (m->have & (1u << slot))) return m->idx[slot];
+    long idx = sl_family_series(f, v, n);
+    if (m) {
+        m->idx[slot] = idx;
+        m->have |= (uint16_t)(1u << slot);
+    }
+    return idx;
+}
+
+static void count_tokens(int shard, rec_memo *m, int slot, const sl_req_record *r, const char *type, int64_t n)
+{
+    sl_str v[] = {r->model, r->provider, r->consumer, sl_str_from_cstr(type)};
+    sl_family_add(&tokens, shard, series_of(m, slot, &tokens, v, 4), n > 0 ? (uint64_t)n : 0);
+}
+
+/* A GenAI series: the provider name (a table lookup) is worked out only when the memo misses. */
+static long genai_series(rec_memo *m, int slot, sl_family *f, sl_str *g, size_t n, const sl_req_record *r)
+{
+    if (m && (m->have & (1u << slot))) return m->idx[slot];
+    if (!g[1].p) g[1] = sl_str_from_cstr(sl_genai_provider_name(r->provider_type));
+    return series_of(m, slot, f, g, n);
+}
+
+static void record_genai(int shard, rec_memo *m, const sl_req_record *r)
+{
+    sl_str g[] = {cstr_or_empty(r->operation), SL_STR_NULL, r->model, SL_STR_NULL};
     bool ok = r->status >= 200 && r->status < 300;
     if (r->end_ns >= r->start_ns)
-        sl_family_observe(&duration, shard, sl_family_series(&duration, g, 3), (double)(r->end_ns - r->start_ns) / 1e9);
+        sl_family_observe(&duration, shard, genai_series(m, S_DUR, &duration, g, 3, r),
+                          (double)(r->end_ns - r->start_ns) / 1e9);
     if (r->stream && ok && r->first_byte_ns >= r->start_ns && r->first_byte_ns) {
-        sl_family_observe(&ttft, shard, sl_family_series(&ttft, g, 3), (double)(r->first_byte_ns - r->start_ns) / 1e9);
+        sl_family_observe(&ttft, shard, genai_series(m, S_TTFT, &ttft, g, 3, r),
+                          (double)(r->first_byte_ns - r->start_ns) / 1e9);
         if (r->usage.output_tokens > 1 && r->end_ns > r->first_byte_ns)
-            sl_family_observe(&tpot, shard, sl_family_series(&tpot, g, 3),
+            sl_family_observe(&tpot, shard, genai_series(m, S_TPOT, &tpot, g, 3, r),
                               (double)(r->end_ns - r->first_byte_ns) / 1e9 / (double)(r->usage.output_tokens - 1));
     }
     if (r->usage.present) {
         g[3] = SL_STR("input");
-        sl_family_observe(&usage, shard, sl_family_series(&usage, g, 4), (double)r->usage.input_tokens);
+        sl_family_observe(&usage, shard, genai_series(m, S_USE_IN, &usage, g, 4, r), (double)r->usage.input_tokens);
         g[3] = SL_STR("output");
-        sl_family_observe(&usage, shard, sl_family_series(&usage, g, 4), (double)r->usage.output_tokens);
+        sl_family_observe(&usage, shard, genai_series(m, S_USE_OUT, &usage, g, 4, r), (double)r->usage.output_tokens);
     }
+}
+
+/* Decimal digits of a status code, without printf. */
+static sl_str status_str(int status, char *buf, size_t cap)
+{
+    size_t i = cap;
+    unsigned u = status < 0 ? 0u - (unsigned)status : (unsigned)status;
+    do {
+        buf[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u && i > 1);
+    if (status < 0) buf[--i] = '-';
+    return (sl_str){buf + i, cap - i};
 }
 
 void sl_metrics_record(sl_worker *w, const sl_req_record *r)
 {
     ensure_init();
     int shard = w->id;
+    rec_memo *m = memo_for(r);
     char status[16];
-    snprintf(status, sizeof status, "%d", r->status);
-    sl_str rv[] = {cstr_or_empty(r->api), r->model, r->provider, r->consumer, sl_str_from_cstr(status)};
-    sl_family_add(&requests, shard, sl_family_series(&requests, rv, 5), 1);
+    sl_str rv[] = {cstr_or_empty(r->api), r->model, r->provider, r->consumer, status_str(r->status, status, sizeof status)};
+    sl_family_add(&requests, shard, series_of(m, S_REQ, &requests, rv, 5), 1);
     if (!r->operation || !r->model.n || strcmp(r->operation, "models") == 0) return;
-    record_genai(shard, r);
+    record_genai(shard, m, r);
     if (r->usage.present) {
-        count_tokens(shard, r, "input", r->usage.input_tokens);
-        count_tokens(shard, r, "output", r->usage.output_tokens);
-        count_tokens(shard, r, "cached", r->usage.cached_tokens);
+        count_tokens(shard, m, S_TOK_IN, r, "input", r->usage.input_tokens);
+        count_tokens(shard, m, S_TOK_OUT, r, "output", r->usage.output_tokens);
+        count_tokens(shard, m, S_TOK_CACHED, r, "cached", r->usage.cached_tokens);
     }
     if (r->cost_usd > 0 || r->usage.present) {
         sl_str cv[] = {r->model, r->consumer};
-        sl_family_addf(&cost, shard, sl_family_series(&cost, cv, 2), r->cost_usd);
+        sl_family_addf(&cost, shard, series_of(m, S_COST, &cost, cv, 2), r->cost_usd);
     }
+}
+
+/* Attempts by provider and outcome: the same small per-thread memo idea, keyed by the two values. */
+#define ATTEMPT_MEMO_SLOTS 4
+
+typedef struct attempt_memo {
+    uint16_t plen, olen; /* plen == UINT16_MAX: empty */
+    long idx;
+    char provider[SL_SERIES_MAX_VALUE];
+    char outcome[32];
+} attempt_memo;
+
+static _Thread_local attempt_memo amemo[ATTEMPT_MEMO_SLOTS] = {
+    {.plen = UINT16_MAX}, {.plen = UINT16_MAX}, {.plen = UINT16_MAX}, {.plen = UINT16_MAX}};
+static _Thread_local unsigned amemo_next;
+
+static long attempt_series(sl_str provider, const char *outcome)
+{
+    sl_str v[] = {provider, sl_str_from_cstr(outcome)};
+    if (provider.n > SL_SERIES_MAX_VALUE || v[1].n > sizeof amemo[0].outcome)
+        return sl_family_series(&attempts, v, 2);
+    for (unsigned i = 0; i < ATTEMPT_MEMO_SLOTS; i++) {
+        const attempt_memo *m = &amemo[i];
+        if (m->plen == provider.n && m->olen == v[1].n && (!provider.n || memcmp(m->provider, provider.p, provider.n) == 0) &&
+            (!v[1].n || memcmp(m->outcome, v[1].p, v[1].n) == 0))
+            return m->idx;
+    }
+    attempt_memo *m = &amemo[amemo_next++ % ATTEMPT_MEMO_SLOTS];
+    m->idx = sl_family_series(&attempts, v, 2);
+    m->plen = (uint16_t)provider.n;
+    m->olen = (uint16_t)v[1].n;
+    if (provider.n) memcpy(m->provider, provider.p, provider.n);
+    if (v[1].n) memcpy(m->outcome, v[1].p, v[1].n);
+    return m->idx;
 }
 
 void sl_metrics_attempt(sl_worker *w, sl_str provider, const char *outcome)
 {
     ensure_init();
-    sl_str v[] = {provider, sl_str_from_cstr(outcome)};
-    sl_family_add(&attempts, w->id, sl_family_series(&attempts, v, 2), 1);
+    sl_family_add(&attempts, w->id, attempt_series(provider, outcome), 1);
 }
 
 void sl_metrics_ratelimit_rejected(sl_worker *w, sl_str consumer, const char *limit)

@@ -43,6 +43,14 @@ static bool fast_openai(const sl_gw_req *r) { return r->in_proto == SL_PROTO_OPE
 /* Quoted JSON string for s, in the request arena. */
 static sl_str json_quoted(sl_gw_req *r, sl_str s)
 {
+    if (s.n <= 4096) { /* model names: escaped straight into the arena, no scratch buffer */
+        char *o = sl_arena_alloc(&r->hx->arena, SL_JSON_ESCAPE_MAX(s.n) + 2);
+        if (!o) return SL_STR_NULL;
+        o[0] = '"';
+        size_t n = 1 + sl_json_escape_into(o + 1, s);
+        o[n++] = '"';
+        return (sl_str){o, n};
+    }
     sl_buf b;
     sl_buf_init(&b, 0);
     sl_buf_append(&b, "\"", 1);
@@ -313,10 +321,11 @@ static int up_on_head(void *ud, int status, const sl_http_header *h, size_t n)
     sl_gw_req *r = ud;
     r->up_status = status;
     r->up_is_sse = false;
-    for (size_t i = 0; i < n; i++) {
-        if (sl_str_case_eq(h[i].name, SL_STR("content-type")))
+    for (size_t i = 0; i < n; i++) { /* name lengths first: most headers are neither */
+        size_t nl = h[i].name.n;
+        if (nl == 12 && sl_str_case_eq(h[i].name, SL_STR("content-type")))
             r->up_is_sse = sl_str_starts_with(h[i].value, SL_STR("text/event-stream"));
-        else if (sl_str_case_eq(h[i].name, SL_STR("retry-after")))
+        else if (nl == 11 && sl_str_case_eq(h[i].name, SL_STR("retry-after")))
             sl_bal_parse_retry_after(h[i].value, (int64_t)time(NULL), &r->fo.retry_after_ms);
     }
     if (status >= 200 && status < 300 && r->up_is_sse && r->stream) {
@@ -480,14 +489,19 @@ static void respond_buffered(sl_gw_req *r)
             return;
         }
         body = sl_buf_str(&out);
-    } else if (sl_xlat_response_usage(up, body.p, body.n, &r->hx->arena, &r->rec.usage, NULL) == SL_OK) {
-        /* The public name back; the body is parsed a second time only when it must change. */
-        if (need_model_rewrite(r) && sl_json_parse(&d, body.p, body.n, &r->hx->arena, NULL, NULL) == SL_OK &&
-            sl_json_type_of(&d, 0) == SL_JSON_OBJECT) {
+    } else if (sl_xlat_parse_response(body.p, body.n, &r->hx->arena, &d) == SL_OK &&
+               sl_xlat_response_usage_doc(up, &d, &r->hx->arena, &r->rec.usage, NULL) == SL_OK) {
+        /* The public name back, spliced in with the tokens usage was read from (one parse). */
+        if (need_model_rewrite(r)) {
             int m = sl_json_obj_get(&d, 0, up == SL_PROTO_GEMINI ? "modelVersion" : "model");
             if (m >= 0) {
-                sl_json_edit e = {d.toks[m].start, d.toks[m].end, json_quoted(r, r->model)};
-                if (sl_json_splice(body.p, body.n, &e, 1, &out) == SL_OK) body = sl_buf_str(&out);
+                sl_json_edit e = {d.toks[m].start, d.toks[m].end, public_model_json(r)};
+                sl_str spliced;
+                /* A small answer goes into the request arena (no malloc); a large one into the buffer. */
+                if (body.n <= (64u << 10) && sl_json_splice_arena(body.p, body.n, &e, 1, &r->hx->arena, &spliced) == SL_OK)
+                    body = spliced;
+                else if (sl_json_splice(body.p, body.n, &e, 1, &out) == SL_OK)
+                    body = sl_buf_str(&out);
             }
         }
     } else {

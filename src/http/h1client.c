@@ -109,6 +109,15 @@ struct sl_h1 {
     char *rbuf;      /* shared read buffer (H1_RBUF_MAX): connections keep only leftovers */
     int open_handles;
     bool freeing;
+    /* The last URL parsed: a worker sends request after request to the same provider URL,
+     * so its parse (and inet_pton) is done once. Offsets, so a copy of the URL matches too. */
+    struct {
+        size_t len; /* 0: empty */
+        char url[256];
+        struct sockaddr_storage addr;
+        size_t auth_off, auth_len, path_off, path_len;
+        bool add_slash;
+    } last_url;
 };
 
 static void process(sl_h1_req *q);
@@ -542,18 +551,31 @@ static void unpause(sl_h1_req *q)
 
 /* ---- response head ---- */
 
-static bool is_tchar(char ch)
+/* RFC 9110 token characters, as a table: every byte of every header name goes through this. */
+static const bool tchar_tab[256] = {
+    ['0' ... '9'] = true, ['a' ... 'z'] = true, ['A' ... 'Z'] = true,
+    ['!'] = true, ['#'] = true, ['$'] = true, ['%'] = true, ['&'] = true, ['\''] = true, ['*'] = true,
+    ['+'] = true, ['-'] = true, ['.'] = true, ['^'] = true, ['_'] = true, ['`'] = true, ['|'] = true, ['~'] = true,
+};
+
+static inline bool is_tchar(char ch) { return tchar_tab[(unsigned char)ch]; }
+
+/* The blank line ending a head: memchr to each CR, then the three bytes after it (cheaper than memmem). */
+static const char *find_head_end(const char *p, size_t n)
 {
-    static const char extra[] = "!#$%&'*+-.^_`|~";
-    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-           (ch != '\0' && memchr(extra, ch, sizeof extra - 1) != NULL);
+    const char *end = p + n;
+    while (n >= 4 && (p = memchr(p, '\r', (size_t)(end - p) - 3))) {
+        if (p[1] == '\n' && p[2] == '\r' && p[3] == '\n') return p;
+        p++;
+        if ((size_t)(end - p) < 4) break;
+    }
+    return NULL;
 }
 
-static bool is_field_byte(char ch)
-{
-    unsigned char u = (unsigned char)ch;
-    return u == '\t' || (u >= 0x20 && u != 0x7f);
-}
+/* Bytes allowed in a response field value (HTAB, SP, VCHAR, obs-text), as a table like tchar_tab. */
+static const bool field_tab[256] = {['\t'] = true, [0x20 ... 0x7e] = true, [0x80 ... 0xff] = true};
+
+static inline bool is_field_byte(char ch) { return field_tab[(unsigned char)ch]; }
 
 /* "HTTP/1.x SSS[ reason]" */
 static int parse_status_line(sl_str l, int *status, int *minor)
@@ -639,6 +661,7 @@ static const char *framing(sl_h1_req *q, int minor, const sl_http_header *hs, si
     uint64_t cl = 0;
     for (size_t i = 0; i < nh; i++) {
         sl_str name = hs[i].name, v = hs[i].value;
+        if (name.n != 17 && name.n != 14 && name.n != 10) continue; /* none of the three below */
         if (sl_str_case_eq(name, SL_STR("transfer-encoding"))) {
             te = true;
             chunked = sl_str_case_eq(last_coding(v), SL_STR("chunked"));
@@ -686,7 +709,7 @@ static int step_head(sl_h1_req *q, h1_conn *c)
     }
     const char *p = c->rbuf + c->rpos;
     size_t from = c->hscan > 3 ? c->hscan - 3 : 0;
-    const char *end = n > from ? memmem(p + from, n - from, "\r\n\r\n", 4) : NULL;
+    const char *end = n > from ? find_head_end(p + from, n - from) : NULL;
     if (!end) {
         c->hscan = n;
         if (n <= SL_UP_MAX_HEADER_BYTES) return STEP_MORE;
@@ -948,6 +971,28 @@ static int parse_url(const char *url, h1_target *t)
     return SL_OK;
 }
 
+static int parse_url_cached(sl_h1 *h, const char *url, h1_target *t)
+{
+    size_t n = strlen(url);
+    if (n && n == h->last_url.len && memcmp(url, h->last_url.url, n) == 0) {
+        t->addr = h->last_url.addr;
+        t->authority = (sl_str){url + h->last_url.auth_off, h->last_url.auth_len};
+        t->path = (sl_str){url + h->last_url.path_off, h->last_url.path_len};
+        t->add_slash = h->last_url.add_slash;
+        return SL_OK;
+    }
+    int rc = parse_url(url, t);
+    if (rc == SL_OK && n < sizeof h->last_url.url) {
+        memcpy(h->last_url.url, url, n);
+        h->last_url.len = n;
+        h->last_url.addr = t->addr;
+        h->last_url.auth_off = (size_t)(t->authority.p - url), h->last_url.auth_len = t->authority.n;
+        h->last_url.path_off = (size_t)(t->path.p - url), h->last_url.path_len = t->path.n;
+        h->last_url.add_slash = t->add_slash;
+    }
+    return rc;
+}
+
 static bool same_addr(const struct sockaddr_storage *x, const struct sockaddr_storage *y)
 {
     if (x->ss_family != y->ss_family) return false;
@@ -987,54 +1032,102 @@ static bool valid_method(const char *m)
     return true;
 }
 
+/* CR, LF and NUL would split or cut a request header: a table lookup a byte (every header of every request). */
+static const bool header_stop[256] = {['\r'] = true, ['\n'] = true, ['\0'] = true};
+
 static bool valid_header_bytes(sl_str s)
 {
     for (size_t i = 0; i < s.n; i++)
-        if (s.p[i] == '\r' || s.p[i] == '\n' || s.p[i] == '\0') return false;
+        if (header_stop[(unsigned char)s.p[i]]) return false;
     return true;
 }
 
 /* Framing, hop-by-hop and Host are ours; a caller's copy could desync the body or the target. */
 static bool skipped_header(sl_str name)
 {
-    static const char *const skip[] = {"content-length", "transfer-encoding", "connection", "expect", "host"};
-    for (size_t i = 0; i < SL_ARRAY_LEN(skip); i++)
-        if (sl_str_case_eq(name, sl_str_from_cstr(skip[i]))) return true;
-    return false;
+    switch (name.n) { /* the length rules out all but one name, cheaply: this runs for every header */
+    case 14: return sl_str_case_eq(name, SL_STR("content-length"));
+    case 17: return sl_str_case_eq(name, SL_STR("transfer-encoding"));
+    case 10: return sl_str_case_eq(name, SL_STR("connection"));
+    case 6: return sl_str_case_eq(name, SL_STR("expect"));
+    case 4: return sl_str_case_eq(name, SL_STR("host"));
+    default: return false;
+    }
 }
+
+
+/*
+ * The request head in two passes: the first checks every header and adds up
+ * the exact size, the second copies into room reserved once (no capacity
+ * check per piece: this runs for every upstream request).
+ */
+#define PUT_LIT(o, lit) (memcpy((o), (lit), sizeof(lit) - 1), (o) += sizeof(lit) - 1)
+#define PUT_STR(o, s) ((s).n ? (memcpy((o), (s).p, (s).n), (o) += (s).n) : (o))
 
 static int build_head(sl_buf *b, const sl_up_request *r, const h1_target *t)
 {
     bool have_ae = false, have_accept = false;
-    int rc = sl_buf_append_cstr(b, r->method);
-    if (!rc) rc = sl_buf_append(b, " /", t->add_slash ? 2 : 1);
-    if (!rc) rc = sl_buf_append_str(b, t->path);
-    if (!rc) rc = sl_buf_append_cstr(b, " HTTP/1.1\r\nHost: ");
-    if (!rc) rc = sl_buf_append_str(b, t->authority);
-    if (!rc) rc = sl_buf_append(b, "\r\n", 2);
-    for (size_t i = 0; !rc && i < r->nheaders; i++) {
+    size_t mlen = strlen(r->method);
+    size_t total = mlen + (t->add_slash ? 2 : 1) + t->path.n + sizeof(" HTTP/1.1\r\nHost: ") - 1 + t->authority.n + 2;
+    for (size_t i = 0; i < r->nheaders; i++) {
         const sl_http_header *hd = &r->headers[i];
         if (!hd->name.n || !valid_header_bytes(hd->name) || !valid_header_bytes(hd->value) ||
             memchr(hd->name.p, ':', hd->name.n))
             return SL_EINVAL;
         if (skipped_header(hd->name)) continue;
-        have_ae |= sl_str_case_eq(hd->name, SL_STR("accept-encoding"));
-        have_accept |= sl_str_case_eq(hd->name, SL_STR("accept"));
-        rc = sl_buf_append_str(b, hd->name);
-        if (!rc) rc = sl_buf_append(b, hd->value.n ? ": " : ":", hd->value.n ? 2 : 1);
-        if (!rc) rc = sl_buf_append_str(b, hd->value);
-        if (!rc) rc = sl_buf_append(b, "\r\n", 2);
+        have_ae |= hd->name.n == 15 && sl_str_case_eq(hd->name, SL_STR("accept-encoding"));
+        have_accept |= hd->name.n == 6 && sl_str_case_eq(hd->name, SL_STR("accept"));
+        total += hd->name.n + (hd->value.n ? 2 : 1) + hd->value.n + 2;
     }
     /* What curl would send: bodies pass through as sent, and a default Accept. */
-    if (!rc && !have_ae) rc = sl_buf_append_cstr(b, "Accept-Encoding: identity\r\n");
-    if (!rc && !have_accept) rc = sl_buf_append_cstr(b, "Accept: */*\r\n");
-    if (!rc && (r->body || r->body_len || strcmp(r->method, "POST") == 0)) {
-        rc = sl_buf_append_cstr(b, "Content-Length: ");
-        if (!rc) rc = sl_buf_append_u64(b, r->body_len);
-        if (!rc) rc = sl_buf_append(b, "\r\n", 2);
+    static const char ae_line[] = "Accept-Encoding: identity\r\n", accept_line[] = "Accept: */*\r\n";
+    if (!have_ae) total += sizeof ae_line - 1;
+    if (!have_accept) total += sizeof accept_line - 1;
+    char cl[24];
+    size_t cl_n = 0;
+    bool with_cl = r->body || r->body_len || strcmp(r->method, "POST") == 0;
+    if (with_cl) {
+        uint64_t v = r->body_len;
+        size_t i = sizeof cl;
+        do {
+            cl[--i] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        cl_n = sizeof cl - i;
+        memmove(cl, cl + i, cl_n);
+        total += sizeof("Content-Length: ") - 1 + cl_n + 2;
     }
-    if (!rc) rc = sl_buf_append(b, "\r\n", 2);
-    return rc == SL_ELIMIT ? SL_EINVAL : rc;
+    total += 2;
+    int rc = sl_buf_reserve(b, total);
+    if (rc) return rc == SL_ELIMIT ? SL_EINVAL : rc;
+    char *o = b->p + b->len;
+    memcpy(o, r->method, mlen), o += mlen;
+    if (t->add_slash) PUT_LIT(o, " /");
+    else PUT_LIT(o, " ");
+    PUT_STR(o, t->path);
+    PUT_LIT(o, " HTTP/1.1\r\nHost: ");
+    PUT_STR(o, t->authority);
+    PUT_LIT(o, "\r\n");
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const sl_http_header *hd = &r->headers[i];
+        if (skipped_header(hd->name)) continue;
+        PUT_STR(o, hd->name);
+        if (hd->value.n) PUT_LIT(o, ": ");
+        else PUT_LIT(o, ":");
+        PUT_STR(o, hd->value);
+        PUT_LIT(o, "\r\n");
+    }
+    if (!have_ae) PUT_LIT(o, ae_line);
+    if (!have_accept) PUT_LIT(o, accept_line);
+    if (with_cl) {
+        PUT_LIT(o, "Content-Length: ");
+        memcpy(o, cl, cl_n), o += cl_n;
+        PUT_LIT(o, "\r\n");
+    }
+    PUT_LIT(o, "\r\n");
+    b->len += total;
+    b->p[b->len] = '\0';
+    return o == b->p + b->len ? SL_OK : SL_EINVAL; /* the two passes agree (they always should) */
 }
 
 int sl_h1_start(sl_h1 *h, const sl_up_request *r, const sl_up_callbacks *cb, void *ud, sl_up_req **out)
@@ -1042,7 +1135,7 @@ int sl_h1_start(sl_h1 *h, const sl_up_request *r, const sl_up_callbacks *cb, voi
     *out = NULL;
     h1_target t;
     h1_host *ho;
-    if (!r->url || h->freeing || parse_url(r->url, &t) != SL_OK) return SL_ENOTFOUND;
+    if (!r->url || h->freeing || parse_url_cached(h, r->url, &t) != SL_OK) return SL_ENOTFOUND;
     int rc = get_host(h, &t, &ho);
     if (rc) return rc;
     sl_h1_req *q = sl_calloc(1, sizeof *q);

@@ -74,6 +74,8 @@ int sl_json_obj_get(const sl_json_doc *d, int obj, const char *key);        /* v
 int sl_json_obj_get_str(const sl_json_doc *d, int obj, sl_str key);
 /* How many members of obj are named key (after unescaping): >1 means an ambiguous body. */
 int sl_json_obj_key_count(const sl_json_doc *d, int obj, const char *key);
+/* sl_json_obj_get_str and sl_json_obj_key_count in one walk: the last member named key, *count of them. */
+int sl_json_obj_get_counted(const sl_json_doc *d, int obj, sl_str key, int *count);
 int sl_json_arr_get(const sl_json_doc *d, int arr, uint32_t i);             /* element token or -1 */
 /* Iteration: first child (array element, or object KEY) and the next sibling. -1 at end. */
 int sl_json_first(const sl_json_doc *d, int container);
@@ -116,6 +118,10 @@ void sl_jw_null(sl_jw *w);
 void sl_jw_raw(sl_jw *w, sl_str json);            /* already-valid JSON value, copied verbatim */
 /* Appends s JSON-escaped (no quotes) to out. */
 int sl_json_escape(sl_buf *out, sl_str s);
+/* Writes s JSON-escaped (no quotes) to dst, which has room for SL_JSON_ESCAPE_MAX(s.n) bytes; returns the count.
+ * The same bytes as sl_json_escape, for callers that reserved their room once (the access log). */
+#define SL_JSON_ESCAPE_MAX(n) ((n) * 6)
+size_t sl_json_escape_into(char *dst, sl_str s);
 
 /* ---- splice edits ---- */
 typedef struct sl_json_edit {
@@ -128,6 +134,8 @@ typedef struct sl_json_edit {
  * src[0..len) and appends the result to out.
  */
 int sl_json_splice(const char *src, size_t len, sl_json_edit *edits, size_t nedits, sl_buf *out);
+/* The same into the arena (NUL-terminated): for a result that lives as long as the request. */
+int sl_json_splice_arena(const char *src, size_t len, sl_json_edit *edits, size_t nedits, sl_arena *a, sl_str *out);
 /*
  * Helpers to build edits against a parsed doc:
  *  - replace a member's value: {tok.start, tok.end, new}

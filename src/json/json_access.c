@@ -62,6 +62,16 @@ bool sl_json_str_eq(const sl_json_doc *d, int t, const char *lit)
     return lit && str_eq_n(d, t, lit, strlen(lit));
 }
 
+/* Member key token kt equal to key? The raw length decides most misses before any byte is read. */
+static inline bool key_eq(const sl_json_doc *d, uint32_t kt, const char *key, size_t n)
+{
+    const sl_json_tok *t = &d->toks[kt];
+    size_t raw = t->end - t->start - 2;
+    if (!t->has_escape) /* first byte inline: "model" and "usage" are both 5 long */
+        return raw == n && (n == 0 || (d->src[t->start + 1] == key[0] && memcmp(d->src + t->start + 1, key, n) == 0));
+    return raw >= n && escaped_eq((sl_str){d->src + t->start + 1, raw}, key, n); /* escapes only shrink */
+}
+
 int sl_json_obj_get_str(const sl_json_doc *d, int obj, sl_str key)
 {
     if (!is_type(d, obj, SL_JSON_OBJECT)) return -1;
@@ -69,7 +79,21 @@ int sl_json_obj_get_str(const sl_json_doc *d, int obj, sl_str key)
     int found = -1;
     uint32_t k = (uint32_t)obj + 1;
     for (uint32_t i = 0; i < o->count; i++) {
-        if (str_eq_n(d, (int)k, key.p, key.n)) found = (int)k + 1;
+        if (key_eq(d, k, key.p, key.n)) found = (int)k + 1;
+        k = d->toks[k + 1].next;
+    }
+    return found;
+}
+
+int sl_json_obj_get_counted(const sl_json_doc *d, int obj, sl_str key, int *count)
+{
+    *count = 0;
+    if (!is_type(d, obj, SL_JSON_OBJECT)) return -1;
+    const sl_json_tok *o = &d->toks[obj];
+    int found = -1;
+    uint32_t k = (uint32_t)obj + 1;
+    for (uint32_t i = 0; i < o->count; i++) {
+        if (key_eq(d, k, key.p, key.n)) found = (int)k + 1, ++*count;
         k = d->toks[k + 1].next;
     }
     return found;
@@ -164,10 +188,11 @@ int sl_json_int(const sl_json_doc *d, int t, int64_t *out)
     sl_str s = sl_json_raw(d, t);
     bool neg = s.p[0] == '-';
     uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    uint64_t lim10 = lim / 10, limd = lim % 10; /* one division, not one a digit */
     for (size_t i = neg; i < s.n; i++) {
         unsigned c = (unsigned char)s.p[i] - '0';
         if (c > 9) return SL_EINVAL; /* '.', 'e': not an integer */
-        if (v > (lim - c) / 10) return SL_EINVAL;
+        if (v > lim10 || (v == lim10 && c > limd)) return SL_EINVAL;
         v = v * 10 + c;
     }
     *out = neg ? (int64_t)(0 - v) : (int64_t)v;

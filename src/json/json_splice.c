@@ -37,7 +37,8 @@ static void sort_edits(sl_json_edit *e, size_t n)
     }
 }
 
-int sl_json_splice(const char *src, size_t len, sl_json_edit *edits, size_t nedits, sl_buf *out)
+/* Sorts and checks the edits; *total is the length of the result. */
+static int splice_size(size_t len, sl_json_edit *edits, size_t nedits, size_t *total_out)
 {
     if (nedits && !edits) return SL_EINVAL;
     sort_edits(edits, nedits);
@@ -51,9 +52,13 @@ int sl_json_splice(const char *src, size_t len, sl_json_edit *edits, size_t nedi
         total += e->text.n;
         prev_end = e->end;
     }
-    int rc = sl_buf_reserve(out, total);
-    if (rc) return rc;
-    char *o = out->p + out->len;
+    *total_out = total;
+    return SL_OK;
+}
+
+/* Writes the result (room for it checked by the caller) to o. */
+static void splice_write(char *o, const char *src, size_t len, const sl_json_edit *edits, size_t nedits)
+{
     size_t at = 0;
     for (size_t i = 0; i < nedits; i++) {
         const sl_json_edit *e = &edits[i];
@@ -64,8 +69,31 @@ int sl_json_splice(const char *src, size_t len, sl_json_edit *edits, size_t nedi
         at = e->end;
     }
     if (len > at) memcpy(o, src + at, len - at);
+}
+
+int sl_json_splice(const char *src, size_t len, sl_json_edit *edits, size_t nedits, sl_buf *out)
+{
+    size_t total;
+    int rc = splice_size(len, edits, nedits, &total);
+    if (!rc) rc = sl_buf_reserve(out, total);
+    if (rc) return rc;
+    splice_write(out->p + out->len, src, len, edits, nedits);
     out->len += total;
     out->p[out->len] = '\0';
+    return SL_OK;
+}
+
+int sl_json_splice_arena(const char *src, size_t len, sl_json_edit *edits, size_t nedits, sl_arena *a, sl_str *out)
+{
+    size_t total;
+    int rc = splice_size(len, edits, nedits, &total);
+    if (rc) return rc;
+    if (total == SIZE_MAX) return SL_ELIMIT;
+    char *o = sl_arena_alloc(a, total + 1);
+    if (!o) return SL_ENOMEM;
+    splice_write(o, src, len, edits, nedits);
+    o[total] = '\0';
+    *out = (sl_str){o, total};
     return SL_OK;
 }
 

@@ -65,6 +65,52 @@ int sl_json_escape(sl_buf *out, sl_str s)
     return SL_OK;
 }
 
+size_t sl_json_escape_into(char *dst, sl_str s)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (s.n == 0) return 0;
+    const unsigned char *p = (const unsigned char *)s.p, *end = p + s.n;
+    char *o = dst;
+    while (p < end) {
+        const unsigned char *q = json_scan_plain(p, end);
+        memcpy(o, p, (size_t)(q - p));
+        o += q - p;
+        p = q;
+        if (p == end) break;
+        unsigned c = *p;
+        if (c >= 0x80) {
+            int k = json_utf8_seq(p, end);
+            if (k) {
+                memcpy(o, p, (size_t)k);
+                o += k;
+                p += k;
+            } else {
+                memcpy(o, "\xEF\xBF\xBD", 3); /* U+FFFD for each invalid byte (3 <= 6 per input byte) */
+                o += 3;
+                p++;
+            }
+            continue;
+        }
+        *o++ = '\\';
+        switch (c) {
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        default:
+            memcpy(o, "u00", 3);
+            o[3] = hex[c >> 4], o[4] = hex[c & 15];
+            o += 5;
+            break;
+        }
+        p++;
+    }
+    return (size_t)(o - dst);
+}
+
 void sl_jw_init(sl_jw *w, sl_buf *out)
 {
     w->out = out;

@@ -466,23 +466,66 @@ int sl_oai_encode_req(const sl_ir_req *r, sl_xl_ctx *c, sl_buf *out)
 
 /* --------------------------------------------------------------- responses */
 
+/*
+ * The usage members the decoder reads, found in one walk over the object
+ * (it runs on every answer); the last of duplicate keys wins, as with
+ * sl_json_obj_get.
+ */
+enum { U_PROMPT, U_COMPLETION, U_PROMPT_DET, U_CACHE_HIT, U_COMPLETION_DET, U_INPUT, U_OUTPUT, U_INPUT_DET, U_OUTPUT_DET, U_N };
+static const struct {
+    const char *name;
+    size_t n;
+} usage_keys[U_N] = {
+#define K(s) {s, sizeof(s) - 1}
+    [U_PROMPT] = K("prompt_tokens"),
+    [U_COMPLETION] = K("completion_tokens"),
+    [U_PROMPT_DET] = K("prompt_tokens_details"),
+    [U_CACHE_HIT] = K("prompt_cache_hit_tokens"),
+    [U_COMPLETION_DET] = K("completion_tokens_details"),
+    [U_INPUT] = K("input_tokens"),
+    [U_OUTPUT] = K("output_tokens"),
+    [U_INPUT_DET] = K("input_tokens_details"),
+    [U_OUTPUT_DET] = K("output_tokens_details"),
+#undef K
+};
+
+static void usage_members(const sl_json_doc *d, int u, int at[U_N])
+{
+    for (int i = 0; i < U_N; i++) at[i] = -1;
+    uint32_t k = (uint32_t)u + 1;
+    for (uint32_t m = 0; m < d->toks[u].count; m++, k = d->toks[k + 1].next) {
+        const sl_json_tok *t = &d->toks[k];
+        size_t n = t->end - t->start - 2;
+        for (int i = 0; i < U_N; i++) {
+            bool eq = t->has_escape ? sl_json_str_eq(d, (int)k, usage_keys[i].name)
+                                    : n == usage_keys[i].n && memcmp(d->src + t->start + 1, usage_keys[i].name, n) == 0;
+            if (eq) {
+                at[i] = (int)k + 1;
+                break;
+            }
+        }
+    }
+}
+
 void sl_oai_usage_decode(const sl_json_doc *d, int u, sl_usage *out)
 {
     if (!sl_xl_is(d, u, SL_JSON_OBJECT)) return;
     memset(out, 0, sizeof *out);
     out->present = true;
-    if (!sl_xl_int(d, u, "prompt_tokens", &out->input_tokens)) {
+    int at[U_N];
+    usage_members(d, u, at);
+    if (!sl_xl_tok_int(d, at[U_PROMPT], &out->input_tokens)) {
         /* The Responses API (passed through, never translated) spells them input/output. */
-        sl_xl_int(d, u, "input_tokens", &out->input_tokens);
-        sl_xl_int(d, u, "output_tokens", &out->output_tokens);
-        sl_xl_int(d, sl_xl_get(d, u, "input_tokens_details"), "cached_tokens", &out->cached_tokens);
-        sl_xl_int(d, sl_xl_get(d, u, "output_tokens_details"), "reasoning_tokens", &out->reasoning_tokens);
+        sl_xl_tok_int(d, at[U_INPUT], &out->input_tokens);
+        sl_xl_tok_int(d, at[U_OUTPUT], &out->output_tokens);
+        sl_xl_int(d, at[U_INPUT_DET], "cached_tokens", &out->cached_tokens);
+        sl_xl_int(d, at[U_OUTPUT_DET], "reasoning_tokens", &out->reasoning_tokens);
         return;
     }
-    sl_xl_int(d, u, "completion_tokens", &out->output_tokens);
-    if (!sl_xl_int(d, sl_xl_get(d, u, "prompt_tokens_details"), "cached_tokens", &out->cached_tokens))
-        sl_xl_int(d, u, "prompt_cache_hit_tokens", &out->cached_tokens); /* DeepSeek */
-    sl_xl_int(d, sl_xl_get(d, u, "completion_tokens_details"), "reasoning_tokens", &out->reasoning_tokens);
+    sl_xl_tok_int(d, at[U_COMPLETION], &out->output_tokens);
+    if (!sl_xl_int(d, at[U_PROMPT_DET], "cached_tokens", &out->cached_tokens))
+        sl_xl_tok_int(d, at[U_CACHE_HIT], &out->cached_tokens); /* DeepSeek */
+    sl_xl_int(d, at[U_COMPLETION_DET], "reasoning_tokens", &out->reasoning_tokens);
 }
 
 void sl_oai_usage_encode(sl_jw *w, const sl_usage *u)

@@ -137,26 +137,28 @@ static bool gemini_has_call(const sl_json_doc *d, int cand)
     return false;
 }
 
-int sl_xlat_response_usage(sl_proto p, const char *body, size_t len, sl_arena *a, sl_usage *usage, sl_finish *finish)
+int sl_xlat_parse_response(const char *body, size_t len, sl_arena *a, sl_json_doc *d)
 {
-    sl_json_doc doc;
+    return parse_body(body, len, a, d);
+}
+
+int sl_xlat_response_usage_doc(sl_proto p, const sl_json_doc *d, sl_arena *a, sl_usage *usage, sl_finish *finish)
+{
     sl_usage u = {0};
     sl_finish f = SL_FINISH_NONE;
-    int rc = parse_body(body, len, a, &doc);
-    if (rc) return rc;
-    const sl_json_doc *d = &doc;
     sl_str fr;
+    /* The finish reason only when asked for: the proxy path wants usage alone. */
     if (p == SL_PROTO_OPENAI) {
         sl_oai_usage_decode(d, sl_xl_get(d, 0, "usage"), &u);
-        int ch = sl_xl_get(d, 0, "choices");
+        int ch = finish ? sl_xl_get(d, 0, "choices") : -1;
         if (sl_xl_is(d, ch, SL_JSON_ARRAY) && sl_xl_str(d, sl_json_first(d, ch), "finish_reason", a, &fr))
             f = sl_finish_parse(p, fr);
     } else if (p == SL_PROTO_ANTHROPIC) {
         sl_ant_usage_decode(d, sl_xl_get(d, 0, "usage"), &u);
-        if (sl_xl_str(d, 0, "stop_reason", a, &fr)) f = sl_finish_parse(p, fr);
+        if (finish && sl_xl_str(d, 0, "stop_reason", a, &fr)) f = sl_finish_parse(p, fr);
     } else if (p == SL_PROTO_GEMINI) {
         sl_gem_usage_decode(d, sl_xl_get(d, 0, "usageMetadata"), &u);
-        int cands = sl_xl_get(d, 0, "candidates");
+        int cands = finish ? sl_xl_get(d, 0, "candidates") : -1;
         int cand = sl_xl_is(d, cands, SL_JSON_ARRAY) ? sl_json_first(d, cands) : -1;
         if (sl_xl_str(d, cand, "finishReason", a, &fr)) {
             f = sl_finish_parse(p, fr);
@@ -168,6 +170,13 @@ int sl_xlat_response_usage(sl_proto p, const char *body, size_t len, sl_arena *a
     if (usage) *usage = u;
     if (finish) *finish = f;
     return 0;
+}
+
+int sl_xlat_response_usage(sl_proto p, const char *body, size_t len, sl_arena *a, sl_usage *usage, sl_finish *finish)
+{
+    sl_json_doc doc;
+    int rc = parse_body(body, len, a, &doc);
+    return rc ? rc : sl_xlat_response_usage_doc(p, &doc, a, usage, finish);
 }
 
 static int64_t now_or(int64_t t) { return t ? t : (int64_t)time(NULL); }

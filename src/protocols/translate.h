@@ -112,6 +112,10 @@ int sl_xlat_response(sl_proto from, sl_proto to, const char *body, size_t len, c
                      sl_arena *a, sl_buf *out, sl_usage *usage, sl_finish *finish);
 /* Usage and finish reason of a response body, without translating it. */
 int sl_xlat_response_usage(sl_proto p, const char *body, size_t len, sl_arena *a, sl_usage *usage, sl_finish *finish);
+/* The same in two steps, for a caller that also edits the body: parse once (SL_EPARSE unless a JSON object),
+ * then read usage (and finish, when not NULL) from the tokens. */
+int sl_xlat_parse_response(const char *body, size_t len, sl_arena *a, sl_json_doc *d);
+int sl_xlat_response_usage_doc(sl_proto p, const sl_json_doc *d, sl_arena *a, sl_usage *usage, sl_finish *finish);
 
 /* ---- streams ---- */
 

@@ -189,6 +189,7 @@ int sl_xl_get(const sl_json_doc *d, int obj, const char *key);
 bool sl_xl_str(const sl_json_doc *d, int obj, const char *key, sl_arena *a, sl_str *out);
 bool sl_xl_tok_str(const sl_json_doc *d, int t, sl_arena *a, sl_str *out);
 bool sl_xl_int(const sl_json_doc *d, int obj, const char *key, int64_t *out);
+bool sl_xl_tok_int(const sl_json_doc *d, int t, int64_t *out); /* the same for a token already found */
 bool sl_xl_num(const sl_json_doc *d, int obj, const char *key, double *out);
 bool sl_xl_is(const sl_json_doc *d, int t, sl_json_type ty);
 int sl_xl_fail(sl_xl_ctx *c, const char *msg); /* sets errmsg, returns SL_EINVAL */

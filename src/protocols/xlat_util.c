@@ -34,7 +34,11 @@ bool sl_xl_str(const sl_json_doc *d, int obj, const char *key, sl_arena *a, sl_s
 
 bool sl_xl_int(const sl_json_doc *d, int obj, const char *key, int64_t *out)
 {
-    int t = sl_xl_get(d, obj, key);
+    return sl_xl_tok_int(d, sl_xl_get(d, obj, key), out);
+}
+
+bool sl_xl_tok_int(const sl_json_doc *d, int t, int64_t *out)
+{
     if (!sl_xl_is(d, t, SL_JSON_NUMBER)) return false;
     if (sl_json_int(d, t, out) == 0) return true;
     double v; /* 1e3 or 12.0: accept when integral and in range */

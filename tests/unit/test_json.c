@@ -308,6 +308,17 @@ static void test_obj_get(void **state)
     assert_int_equal(v, 2); /* last wins */
     assert_int_equal(sl_json_obj_key_count(&d, 0, "dup"), 2);
     assert_int_equal(sl_json_obj_key_count(&d, 0, "model"), 1);
+    int cnt = -1;
+    assert_int_equal(sl_json_obj_get_counted(&d, 0, SL_STR("dup"), &cnt), sl_json_obj_get(&d, 0, "dup"));
+    assert_int_equal(cnt, 2);
+    assert_int_equal(sl_json_obj_get_counted(&d, 0, SL_STR("model"), &cnt), m);
+    assert_int_equal(cnt, 1);
+    assert_int_equal(sl_json_obj_get_counted(&d, 0, SL_STR("\xf0\x9f\x98\x80"), &cnt), sl_json_obj_get(&d, 0, "\xf0\x9f\x98\x80"));
+    assert_int_equal(cnt, 1); /* an escaped key matches its decoded form */
+    assert_int_equal(sl_json_obj_get_counted(&d, 0, SL_STR("missing"), &cnt), -1);
+    assert_int_equal(cnt, 0);
+    assert_int_equal(sl_json_obj_get_counted(&d, m, SL_STR("x"), &cnt), -1); /* not an object */
+    assert_int_equal(cnt, 0);
     assert_int_equal(sl_json_int(&d, sl_json_obj_get(&d, 0, "\xf0\x9f\x98\x80"), &v), 0);
     assert_int_equal(v, 3);
     assert_int_equal(sl_json_int(&d, sl_json_obj_get(&d, 0, ""), &v), 0);
@@ -483,6 +494,15 @@ static void test_writer_escapes(void **state)
                        "\xef\xbf\xbd\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
                        "0123456789abcdef0123456789abcdef";
     assert_string_equal(b.p, want);
+    /* the reserve-once variant writes the same bytes, within its stated room */
+    char raw[SL_JSON_ESCAPE_MAX(sizeof in - 1) + 1];
+    size_t rn = sl_json_escape_into(raw, (sl_str){in, sizeof in - 1});
+    assert_true(rn <= SL_JSON_ESCAPE_MAX(sizeof in - 1));
+    raw[rn] = '\0';
+    assert_string_equal(raw, want);
+    const char worst[] = "\x01\xff\"";
+    assert_int_equal(sl_json_escape_into(raw, (sl_str){worst, 3}), 11);
+    assert_int_equal(sl_json_escape_into(raw, SL_STR_NULL), 0);
     sl_buf_clear(&b);
     const char nul[] = "a\0b";
     assert_int_equal(sl_json_escape(&b, (sl_str){nul, 3}), 0);
@@ -619,6 +639,11 @@ static void check_splice(const char *src, sl_json_edit *e, size_t n, const char 
     sl_json_doc d;
     assert_int_equal(parse_n(&d, b.p, b.len), 0);
     sl_buf_free(&b);
+    /* the arena variant gives the same bytes, NUL-terminated */
+    sl_str s = SL_STR_NULL;
+    assert_int_equal(sl_json_splice_arena(src, strlen(src), e, n, &A, &s), 0);
+    assert_int_equal(s.n, strlen(want));
+    assert_string_equal(s.p, want);
 }
 
 static void test_splice_model(void **state)
