@@ -21,6 +21,10 @@
  *
  * Consumers without limits are not checked (no wait before the call); their
  * usage is still recorded after it, so the usage API reports everyone.
+ *
+ * MCP requests (sl_ratelimit_requests, called by src/mcp/host.c before it
+ * dispatches a POST) reserve their count in the same request windows, with
+ * the same rule and backend, and nothing else: they have no tokens or cost.
  */
 #include <math.h>
 #include <stdio.h>
@@ -153,7 +157,11 @@ static void add_ratelimit_headers(rl_req *q)
     }
 }
 
-static int refuse(rl_req *q)
+/*
+ * A refusal's retry-after header, metric and message (into msg); true when
+ * the limit that refused is a budget. Shared by the LLM endpoints and MCP.
+ */
+static bool refusal(rl_req *q, char *msg, size_t cap)
 {
     sl_gw_req *r = q->r;
     int m = q->res.denied_metric, w = q->res.denied_window;
@@ -164,29 +172,41 @@ static int refuse(rl_req *q)
     char reset[32];
     sl_ratelimit_format_reset(wait_ms, reset, sizeof reset);
     if (m == SL_MET_COST) {
-        sl_gw_error(r, 429, "rate_limit_error", "budget_exceeded",
-                    "Budget reached for consumer '%.*s' (%s: %.2f USD, spent %.6f USD). Try again in %s.",
-                    SL_STR_FMT(r->rec.consumer), lname, (double)q->q.limit[m][w] / SL_NANO_USD,
-                    (double)q->res.counts.v[m][w] / SL_NANO_USD, reset);
-    } else {
-        sl_gw_error(r, 429, "rate_limit_error", "rate_limit_exceeded",
-                    "Rate limit reached for consumer '%.*s' on %s: limit %lld, used %lld, requested %lld. Try again in %s.",
-                    SL_STR_FMT(r->rec.consumer), lname, (long long)q->q.limit[m][w], (long long)q->res.counts.v[m][w],
-                    (long long)q->q.amount[m], reset);
+        snprintf(msg, cap, "Budget reached for consumer '%.*s' (%s: %.2f USD, spent %.6f USD). Try again in %s.",
+                 SL_STR_FMT(r->rec.consumer), lname, (double)q->q.limit[m][w] / SL_NANO_USD,
+                 (double)q->res.counts.v[m][w] / SL_NANO_USD, reset);
+        return true;
     }
+    snprintf(msg, cap, "Rate limit reached for consumer '%.*s' on %s: limit %lld, used %lld, requested %lld. Try again in %s.",
+             SL_STR_FMT(r->rec.consumer), lname, (long long)q->q.limit[m][w], (long long)q->res.counts.v[m][w],
+             (long long)q->q.amount[m], reset);
+    return false;
+}
+
+static int refuse(rl_req *q)
+{
+    char msg[512];
+    bool budget = refusal(q, msg, sizeof msg);
+    sl_gw_error(q->r, 429, "rate_limit_error", budget ? "budget_exceeded" : "rate_limit_exceeded", "%s", msg);
     return SL_FILTER_DONE;
 }
 
-/* The backend could not answer: state.redis.on_error decides; both are logged and counted. */
-static int backend_failed(rl_req *q, sl_state *st, int err)
+/* The backend could not answer: logged and counted; true when state.redis.on_error is deny. */
+static bool backend_denies(sl_gw_req *r, sl_state *st, int err)
 {
-    sl_gw_req *r = q->r;
     bool deny = st && sl_state_on_error(st) == SL_ON_ERROR_DENY;
     const char *backend = st ? sl_state_backend_name(st) : "none";
     sl_metrics_state_error(r->gw->w, backend, deny ? "deny" : "allow");
     sl_debug("limits for consumer %.*s not checked (%s: %s); on_error=%s", SL_STR_FMT(r->rec.consumer), backend,
              sl_strerror(err), deny ? "deny" : "allow");
-    if (deny) {
+    return deny;
+}
+
+/* The backend could not answer: state.redis.on_error decides (503, or through unchecked). */
+static int backend_failed(rl_req *q, sl_state *st, int err)
+{
+    sl_gw_req *r = q->r;
+    if (backend_denies(r, st, err)) {
         sl_gw_error(r, 503, "service_unavailable", NULL, "rate limit state is unavailable (%s); try again", sl_strerror(err));
         return SL_FILTER_DONE;
     }
@@ -313,6 +333,137 @@ const sl_filter sl_filter_ratelimit = {
     .on_request = rl_request,
     .on_done = rl_done,
 };
+
+/* ---- MCP: JSON-RPC requests against the request windows ------------------ */
+
+struct sl_rl_wait {
+    rl_req q;
+    sl_rl_done_cb done;
+    void *ud;
+    sl_rl_wait **pending; /* the caller's handle, cleared when the answer comes */
+};
+
+static void mcp_answer(sl_rl_wait *w, int status, const char *limit, uint32_t retry_after_s, const char *msg)
+{
+    sl_rl_verdict v = {.status = status, .limit = limit, .retry_after_s = retry_after_s, .message = msg};
+    w->done(w->ud, &v);
+}
+
+/* Counted without a check (no request limits, or the backend failed and on_error is allow). */
+static void mcp_record(sl_rl_wait *w)
+{
+    sl_gw_req *r = w->q.r;
+    sl_settle s = {.consumer = r->rec.consumer};
+    window_ids(w->q.q.now_ms, s.window_id);
+    s.delta[SL_MET_REQUESTS] = w->q.q.amount[SL_MET_REQUESTS];
+    sl_state *st = sl_gw_state(r);
+    int rc = st ? sl_state_settle(st, &s) : SL_ENOMEM;
+    if (rc != SL_OK) {
+        sl_metrics_state_error(r->gw->w, st ? sl_state_backend_name(st) : "none", "settle");
+        sl_debug("mcp requests of consumer %.*s not recorded: %s", SL_STR_FMT(r->rec.consumer), sl_strerror(rc));
+    }
+}
+
+static void mcp_backend_failed(sl_rl_wait *w, sl_state *st, int err)
+{
+    sl_gw_req *r = w->q.r;
+    if (!backend_denies(r, st, err)) {
+        mcp_record(w);
+        mcp_answer(w, 0, NULL, 0, NULL);
+        return;
+    }
+    add_header(r, "retry-after", "1");
+    char *msg = sl_arena_printf(&r->hx->arena, "rate limit state is unavailable (%s); try again", sl_strerror(err));
+    mcp_answer(w, 503, NULL, 1, msg ? msg : "rate limit state is unavailable");
+}
+
+static void mcp_decide(sl_rl_wait *w)
+{
+    rl_req *q = &w->q;
+    if (q->res.err != SL_OK) {
+        mcp_backend_failed(w, q->r->gw->state, q->res.err);
+        return;
+    }
+    add_ratelimit_headers(q);
+    if (q->res.admitted) {
+        mcp_answer(w, 0, NULL, 0, NULL);
+        return;
+    }
+    char msg[512];
+    refusal(q, msg, sizeof msg);
+    int win = q->res.denied_window >= 0 ? q->res.denied_window : 0;
+    int64_t wait_s = SL_MAX((reset_ms(q, win) + 999) / 1000, 1);
+    char *m = sl_arena_strndup(&q->r->hx->arena, msg, strlen(msg));
+    mcp_answer(w, 429, limit_name(q->res.denied_metric, q->res.denied_window), (uint32_t)SL_MIN(wait_s, 40 * 86400),
+               m ? m : "Rate limit reached");
+}
+
+static void on_mcp_reserved(void *ud, const sl_reserve_result *res)
+{
+    sl_rl_wait *w = ud;
+    w->q.res = *res;
+    w->q.answered = true;
+    w->q.op = NULL;
+    if (w->q.in_call) return; /* answered at once: sl_ratelimit_requests goes on */
+    if (w->pending && *w->pending == w) *w->pending = NULL;
+    mcp_decide(w);
+}
+
+void sl_ratelimit_requests(sl_gw_req *r, int64_t n, sl_rl_done_cb done, void *ud, sl_rl_wait **pending)
+{
+    *pending = NULL;
+    sl_rl_wait *w = sl_arena_calloc(&r->hx->arena, sizeof *w);
+    if (!w) {
+        sl_rl_verdict v = {.status = 503, .retry_after_s = 1, .message = "out of memory"};
+        done(ud, &v);
+        return;
+    }
+    w->done = done, w->ud = ud;
+    rl_req *q = &w->q;
+    q->r = r;
+    q->q.consumer = r->rec.consumer;
+    q->q.now_ms = sl_state_now_ms();
+    q->q.amount[SL_MET_REQUESTS] = SL_MAX(n, 1);
+    if (r->consumer && r->consumer->has_limits) load_limits(&q->q, &r->consumer->limits);
+    /* Only the request windows: MCP uses no tokens and costs nothing, and a spent budget does not stop tools. */
+    memset(q->q.limit[SL_MET_TOKENS], 0, sizeof q->q.limit[SL_MET_TOKENS]);
+    memset(q->q.limit[SL_MET_COST], 0, sizeof q->q.limit[SL_MET_COST]);
+    bool limited = false;
+    for (int win = 0; win < SL_WIN_COUNT; win++) limited |= q->q.limit[SL_MET_REQUESTS][win] > 0;
+    if (!limited) {
+        mcp_record(w);
+        mcp_answer(w, 0, NULL, 0, NULL);
+        return;
+    }
+    sl_state *st = sl_gw_state(r);
+    if (!st) {
+        mcp_backend_failed(w, NULL, SL_ENOMEM);
+        return;
+    }
+    q->in_call = true;
+    int rc = sl_state_reserve(st, &q->q, on_mcp_reserved, w, &q->op);
+    q->in_call = false;
+    if (rc != SL_OK) {
+        mcp_backend_failed(w, st, rc);
+        return;
+    }
+    if (q->answered) {
+        mcp_decide(w);
+        return;
+    }
+    w->pending = pending;
+    *pending = w;
+}
+
+void sl_ratelimit_requests_cancel(sl_rl_wait **pending)
+{
+    sl_rl_wait *w = *pending;
+    if (!w) return;
+    *pending = NULL;
+    w->pending = NULL;
+    sl_state_cancel(w->q.op); /* the backend gives back a reservation admitted after this; w lives in the arena */
+    w->q.op = NULL;
+}
 
 /* ---- GET /admin/api/consumers/{name}/usage ------------------------------- */
 

@@ -17,12 +17,18 @@
  * for the answer; a client that leaves drops the call), else in memory. Origin
  * (and, when configured, Host) are checked against DNS rebinding before
  * anything else. Errors follow JSON-RPC 2.0 and the MCP transport spec.
+ *
+ * Limits: once the session is known, the POST's requests (messages with an
+ * id) count against the consumer's requests_per_* windows (filters/
+ * ratelimit.c); a refusal is HTTP 429 with JSON-RPC error -32029 for each of
+ * them, before anything runs.
  */
 #include <stdarg.h>
 #include <stdio.h>
 
 #include "core/log.h"
 #include "filters/filter.h"
+#include "filters/governance.h"
 #include "mcp/mcp_int.h"
 #include "mcp/session.h"
 
@@ -193,10 +199,10 @@ void sl_mcp_call_notify(mcp_call *c, sl_str message_json)
     }
     if (x->batch || !x->accepts_sse) return; /* a JSON answer cannot carry it: dropped */
     if (!x->sse_started) {
-        sl_http_header h[6] = {{SL_STR("content-type"), SL_STR("text/event-stream")},
-                               {SL_STR("cache-control"), SL_STR("no-cache")}};
+        sl_http_header h[12] = {{SL_STR("content-type"), SL_STR("text/event-stream")},
+                                {SL_STR("cache-control"), SL_STR("no-cache")}};
         size_t n = 2;
-        sl_gw_common_headers(x->r, h, &n, SL_ARRAY_LEN(h));
+        sl_gw_common_headers(x->r, h, &n, SL_ARRAY_LEN(h)); /* x-ratelimit-* among them */
         x->r->rec.status = 200;
         sl_hx_respond_head(x->r->hx, 200, h, n, -1);
         x->sse_started = true;
@@ -295,6 +301,7 @@ static void on_x_abort(sl_hx *hx, void *arg)
     x->aborted = true;
     sl_mcp_inflight_remove(x);
     sl_mcp_sess_cancel(&x->store_op); /* a Redis call in flight: its reply finds nobody */
+    sl_ratelimit_requests_cancel(&x->rl_op); /* likewise; a reservation admitted meanwhile is given back */
     for (size_t i = 0; i < x->ncalls; i++) {
         mcp_call *c = &x->calls[i];
         if (!c->done && c->cancel) c->cancel(c);
@@ -515,7 +522,7 @@ static void dispatch_notification(mcp_call *c)
 }
 
 /* Runs every message of the exchange; answers once the last request is done. */
-static void dispatch_all(mcp_x *x)
+static void dispatch_now(mcp_x *x)
 {
     x->npending = 1; /* held until every call has been started */
     bool has_request = false;
@@ -541,6 +548,65 @@ static void dispatch_all(mcp_x *x)
     }
     if (x->aborted) return;
     if (--x->npending == 0) x_complete(x);
+}
+
+/*
+ * The consumer's request limits refused (429) or could not be checked with
+ * on_error deny (503): every request of the POST gets the JSON-RPC error
+ * (one object, or an array of them for a batch), over HTTP with the status,
+ * retry-after and the x-ratelimit-* headers. Nothing was dispatched.
+ */
+static void refuse_limits(mcp_x *x, const sl_rl_verdict *v)
+{
+    sl_gw_req *r = x->r;
+    x->finished = true;
+    free_calls(x);
+    r->rec.error = sl_arena_str(x->a, sl_str_from_cstr(v->message));
+    int code = v->status == 429 ? SL_MCP_ERR_RATE_LIMITED : SL_JSONRPC_INTERNAL_ERROR;
+    char data[128];
+    int dn = v->status == 429 ? snprintf(data, sizeof data, "{\"limit\":\"%s\",\"retry_after\":%u}",
+                                         v->limit ? v->limit : "requests", v->retry_after_s)
+                              : snprintf(data, sizeof data, "{\"retry_after\":%u}", v->retry_after_s);
+    sl_str dj = dn > 0 && (size_t)dn < sizeof data ? (sl_str){data, (size_t)dn} : SL_STR_NULL;
+    sl_buf b;
+    sl_buf_init(&b, 0);
+    if (x->batch) sl_buf_append(&b, "[", 1);
+    size_t k = 0;
+    for (size_t i = 0; i < x->ncalls; i++) {
+        if (x->calls[i].m.kind != SL_RPC_REQUEST) continue;
+        if (k++) sl_buf_append(&b, ",", 1);
+        sl_rpc_write_error_data(&b, x->calls[i].m.id, code, v->message, dj);
+    }
+    if (x->batch) sl_buf_append(&b, "]", 1);
+    respond(r, v->status, NULL, 0, SL_STR("application/json"), sl_buf_str(&b));
+    sl_buf_free(&b);
+}
+
+static void on_limits_checked(void *ud, const sl_rl_verdict *v)
+{
+    mcp_x *x = ud;
+    x->rl_op = NULL;
+    if (v->status == 0) dispatch_now(x);
+    else refuse_limits(x, v);
+}
+
+/*
+ * Limits first (SPEC §5, docs/governance.md): each request of the POST (a
+ * message with a method and an id: initialize, tools/list, tools/call, ping,
+ * ...) counts one against the consumer's requests_per_{minute,hour,day};
+ * notifications and responses are free. One atomic reservation for all of
+ * them, in the state backend the LLM endpoints use; with Redis the exchange
+ * waits for it here (a client that leaves cancels it in on_x_abort).
+ */
+static void dispatch_all(mcp_x *x)
+{
+    int64_t n = 0;
+    for (size_t i = 0; i < x->ncalls; i++) n += x->calls[i].m.kind == SL_RPC_REQUEST;
+    if (!n) {
+        dispatch_now(x);
+        return;
+    }
+    sl_ratelimit_requests(x->r, n, on_limits_checked, x, &x->rl_op);
 }
 
 /* ---------------------------------------------------------------- POST */
@@ -939,8 +1005,9 @@ void sl_mcp_handle(sl_gw_req *r)
     /*
      * The head filters first (auth: who is calling, 401 otherwise), as for
      * the LLM endpoints; r->consumer then decides tool access. The body
-     * filters (model access, token limits) do not apply to MCP. A head
-     * filter that waits is not supported here: today none does.
+     * filters (model access, limits) do not run for MCP: the consumer's
+     * request limits are checked by dispatch_all, per JSON-RPC request. A
+     * head filter that waits is not supported here: today none does.
      */
     if (sl_filters_run_head(r) != SL_FILTER_NEXT) return;
     const sl_mcp_cfg *mc = r->cfg->mcp;

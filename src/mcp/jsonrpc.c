@@ -86,7 +86,7 @@ int sl_rpc_write_result(sl_buf *out, sl_str id, sl_str result_json)
     return w.err;
 }
 
-int sl_rpc_write_error(sl_buf *out, sl_str id, int code, const char *msg)
+int sl_rpc_write_error_data(sl_buf *out, sl_str id, int code, const char *msg, sl_str data_json)
 {
     sl_jw w;
     sl_jw_init(&w, out);
@@ -94,9 +94,15 @@ int sl_rpc_write_error(sl_buf *out, sl_str id, int code, const char *msg)
     sl_jw_key(&w, "error"), sl_jw_obj_begin(&w);
     sl_jw_key(&w, "code"), sl_jw_int(&w, code);
     sl_jw_key(&w, "message"), sl_jw_cstr(&w, msg);
+    if (data_json.n) sl_jw_key(&w, "data"), sl_jw_raw(&w, data_json);
     sl_jw_obj_end(&w);
     sl_jw_obj_end(&w);
     return w.err;
+}
+
+int sl_rpc_write_error(sl_buf *out, sl_str id, int code, const char *msg)
+{
+    return sl_rpc_write_error_data(out, id, code, msg, SL_STR_NULL);
 }
 
 int sl_mcp_write_tool_result(sl_buf *out, sl_str text, sl_str structured_json, bool is_error)

@@ -26,6 +26,7 @@ enum {
     SL_MCP_ERR_SERVER = -32000,        /* transport-level: bad or missing session, bad headers */
     SL_MCP_ERR_SESSION_NOT_FOUND = -32001,
     SL_MCP_ERR_FORBIDDEN = -32003,     /* a tool the caller may not use */
+    SL_MCP_ERR_RATE_LIMITED = -32029, /* the consumer's requests_per_* limit refused (HTTP 429) */
     SL_MCP_ERR_CANCELLED = -32800,     /* the request was cancelled (notifications/cancelled); nobody waits for it */
 };
 
@@ -52,6 +53,8 @@ void sl_rpc_classify(const sl_json_doc *d, int t, sl_arena *a, sl_rpc_msg *m);
 int sl_rpc_write_result(sl_buf *out, sl_str id, sl_str result_json);
 /* Appends {"jsonrpc":"2.0","id":ID,"error":{"code":C,"message":M}}; id empty = null. */
 int sl_rpc_write_error(sl_buf *out, sl_str id, int code, const char *msg);
+/* The same with "data":DATA in the error object when data_json is not empty (raw JSON). */
+int sl_rpc_write_error_data(sl_buf *out, sl_str id, int code, const char *msg, sl_str data_json);
 
 /* ---- session record ---- */
 typedef struct mcp_sess {
@@ -126,6 +129,7 @@ struct mcp_x {
     void *proxy;              /* proxy.c state for this exchange (initialize fan-out) */
     void *inflight;           /* cancel.c registration, NULL when not listed */
     mcp_sess_op *store_op;    /* a session store call in flight (Redis), cancelled when the client goes away */
+    struct sl_rl_wait *rl_op; /* the rate limit check in flight (Redis), cancelled likewise */
 };
 
 /* ---- notifications/cancelled across exchanges and workers (cancel.c) ---- */
