@@ -10,16 +10,23 @@
 //  - legacy SSE sessions stay on their instance (memory) and still work
 //  - Redis stopped: on_error allow keeps new sessions on the instance, deny
 //    answers 503; after Redis is back sessions are shared again
+//  - consumer limits cover MCP requests: one requests_per_minute shared by
+//    both instances (429 + JSON-RPC -32029, an error for the SDK client); a
+//    client that leaves while its reservation waits on Redis gets it given
+//    back; Redis stopped: on_error allow admits past the limit, deny is 503
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { startSluice, waitFor } from './lib/harness.js';
 import { connect, mcpConfig, startEverything, startRestService, stopAll } from './lib/mcp.js';
-import { metricValue, startRedis } from './governance-scenarios.js';
+import { awayFromMinuteEnd, metricValue, startRedis, usage } from './governance-scenarios.js';
 
 const ALICE = 'sk-alice-mcp-redis-0123456789';
 const BOB = 'sk-bob-mcp-redis-0123456789';
+const SHARED = 'sk-shared-mcp-redis-0123456789';
+const PAUSER = 'sk-pauser-mcp-redis-0123456789';
+const TIGHT = 'sk-tight-mcp-redis-0123456789';
 const PREFIX = `e2e-mcp-${process.pid}:`;
 const JSON_SSE = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 const run = promisify(execFile);
@@ -53,6 +60,15 @@ consumers:
     keys: ["${ALICE}"]
   - name: bob
     keys: ["${BOB}"]
+  - name: shared
+    keys: ["${SHARED}"]
+    limits: { requests_per_minute: 6 }
+  - name: pauser
+    keys: ["${PAUSER}"]
+    limits: { requests_per_day: 1000 }
+  - name: tight
+    keys: ["${TIGHT}"]
+    limits: { requests_per_day: 2 }
 `,
   });
 }
@@ -234,6 +250,61 @@ test('a client that goes away while its session is read from Redis: the call is 
   await get.body.cancel();
 });
 
+test('one requests_per_minute holds across two instances; the SDK clients see the 429', { timeout: 90_000 }, async () => {
+  await awayFromMinuteEnd(15_000);
+  const a = await connect(`${gwA.url}/mcp/weather`, 'http', { headers: auth(SHARED) }); // initialize on A: 1
+  const b = await connect(`${gwB.url}/mcp/weather`, 'http', { headers: auth(SHARED) }); // initialize on B: 2
+  try {
+    for (let i = 0; i < 4; i++) assert.equal(texts(await (i % 2 ? b : a).callTool({ name: 'text', arguments: {} })), 'plain words'); // 3..6
+    for (const c of [a, b])
+      await assert.rejects(c.callTool({ name: 'text', arguments: {} }), (e) => e.code === 429 && /-32029/.test(e.message) && /requests_per_minute: limit 6, used 6/.test(e.message));
+  } finally {
+    await a.close();
+    await b.close();
+  }
+  for (const g of [gwA, gwB]) {
+    const u = await usage(g.adminUrl, 'shared');
+    assert.equal(u.backend, 'redis');
+    assert.equal(u.windows.minute.requests, 6, JSON.stringify(u));
+  }
+  // a raw refusal: the headers the LLM endpoints send, and the JSON-RPC error for the request's id
+  const r = await initialize(gwB, 'weather', SHARED);
+  assert.equal(r.status, 429, r.text);
+  assert.equal(r.json.id, 1);
+  assert.equal(r.json.error.code, -32029);
+  assert.equal(r.json.error.data.limit, 'requests_per_minute');
+  assert.equal(r.headers.get('x-ratelimit-limit-requests'), '6');
+  assert.equal(r.headers.get('x-ratelimit-remaining-requests'), '0');
+  assert.ok(Number(r.headers.get('retry-after')) >= 1 && Number(r.headers.get('retry-after')) <= 60);
+  assert.ok((await metricValue(gwB.adminUrl, /^sluice_ratelimit_rejections_total\{consumer="shared",limit="requests_per_minute"\}/)) >= 2);
+});
+
+test('a client that goes away while its reservation waits on Redis: it is given back', { timeout: 30_000 }, async () => {
+  const base = (await usage(gwB.adminUrl, 'pauser')).windows.day.requests;
+  const INFLIGHT = /^sluice_inflight_requests /;
+  const inflight = await metricValue(gwB.adminUrl, INFLIGHT);
+  // initialize reads no session: the request waits on its rate limit reservation alone
+  await redisCli('CLIENT', 'PAUSE', '1500', 'ALL');
+  const ac = new AbortController();
+  const req = fetch(`${gwB.url}/mcp/weather`, {
+    method: 'POST',
+    signal: ac.signal,
+    headers: { ...JSON_SSE, ...auth(PAUSER) },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } } }),
+  }).catch((e) => e);
+  await waitFor(async () => (await metricValue(gwB.adminUrl, INFLIGHT)) > inflight, { what: 'the request to wait on redis' });
+  ac.abort();
+  assert.ok((await req) instanceof Error);
+  await waitFor(() => gwB.stdoutLines.find((l) => l.api === 'mcp' && l.consumer === 'pauser' && l.status === 499), { what: 'a 499 log line' });
+  await waitFor(async () => (await metricValue(gwB.adminUrl, INFLIGHT)) === inflight, { what: 'the request to end' });
+  // once Redis goes on: the next request is admitted, and only it is counted
+  const next = await initialize(gwB, 'weather', PAUSER);
+  assert.equal(next.status, 200, next.text);
+  await waitFor(async () => (await usage(gwB.adminUrl, 'pauser')).windows.day.requests === base + 1, {
+    what: 'the abandoned reservation to be given back',
+  });
+});
+
 test('redis stopped: allow keeps new sessions on the instance, deny answers 503; shared again once back', { timeout: 60_000 }, async () => {
   const before = await initialize(gwA, 'weather');
   assert.equal(before.status, 200, before.text);
@@ -274,4 +345,28 @@ test('redis stopped: allow keeps new sessions on the instance, deny answers 503;
   // the session A kept while Redis was down is still served by A
   const still = await inSession(gwA, 'weather', local.sid, { jsonrpc: '2.0', id: 10, method: 'tools/list' });
   assert.equal(still.status, 200, still.text);
+});
+
+test('limits with redis stopped: on_error allow admits past the limit, deny answers 503', { timeout: 30_000 }, async () => {
+  await redis.stop();
+  try {
+    // allow (A): requests_per_day 2, yet all five requests are answered (a session kept on A)
+    const init = await initialize(gwA, 'weather', TIGHT);
+    assert.equal(init.status, 200, init.text);
+    for (let i = 0; i < 4; i++) {
+      const r = await inSession(gwA, 'weather', init.sid, { jsonrpc: '2.0', id: 2 + i, method: 'tools/list' }, TIGHT);
+      assert.equal(r.status, 200, r.text);
+    }
+    assert.ok((await metricValue(gwA.adminUrl, /^sluice_state_errors_total\{backend="redis",on_error="allow"\}/)) >= 5);
+    // deny (B): 503 before anything runs, a JSON-RPC error, retry-after
+    const denied = await initialize(gwB, 'weather', TIGHT);
+    assert.equal(denied.status, 503, denied.text);
+    assert.equal(denied.json.id, 1);
+    assert.equal(denied.json.error.code, -32603);
+    assert.match(denied.json.error.message, /rate limit state is unavailable/);
+    assert.equal(denied.headers.get('retry-after'), '1');
+    assert.ok((await metricValue(gwB.adminUrl, /^sluice_state_errors_total\{backend="redis",on_error="deny"\}/)) >= 1);
+  } finally {
+    await redis.start();
+  }
 });
