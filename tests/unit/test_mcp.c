@@ -87,6 +87,13 @@ static void test_rpc_write(void **state)
     assert_int_equal(sl_rpc_write_error(&b, SL_STR_NULL, -32700, "Parse \"error\""), SL_OK);
     assert_string_equal(sl_buf_cstr(&b), "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":\"Parse \\\"error\\\"\"}}");
     sl_buf_clear(&b);
+    /* a refusal by the consumer's limits: the request's id, and data for clients that read it */
+    assert_int_equal(sl_rpc_write_error_data(&b, SL_STR("7"), SL_MCP_ERR_RATE_LIMITED, "Rate limit reached",
+                                             SL_STR("{\"limit\":\"requests_per_minute\",\"retry_after\":41}")),
+                     SL_OK);
+    assert_string_equal(sl_buf_cstr(&b), "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32029,\"message\":\"Rate limit "
+                                         "reached\",\"data\":{\"limit\":\"requests_per_minute\",\"retry_after\":41}}}");
+    sl_buf_clear(&b);
     assert_int_equal(sl_mcp_write_tool_result(&b, SL_STR("t\n"), SL_STR("{\"k\":2}"), true), SL_OK);
     assert_string_equal(sl_buf_cstr(&b),
                         "{\"content\":[{\"type\":\"text\",\"text\":\"t\\n\"}],\"structuredContent\":{\"k\":2},\"isError\":true}");
