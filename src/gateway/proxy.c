@@ -34,7 +34,6 @@
 #include "telemetry/trace.h"
 
 static void send_stream_head(sl_gw_req *r);
-static bool has_nonempty(sl_str data, const char *key);
 
 /* ---------------------------------------------------------------- request body */
 
@@ -249,21 +248,40 @@ static int watch_openai_chunk_parsed(sl_gw_req *r, sl_str event, sl_str data, sl
 }
 
 /*
+ * Does the chunk have a "finish_reason" with a string value (only the last
+ * chunks of a stream do; the others say null)? Found from the '_' bytes,
+ * which are few in a chunk, looking backwards: the key closes a choice, near
+ * the end of the chunk, so this is usually one short memrchr instead of a
+ * memmem over the whole chunk. A false positive costs one parse.
+ */
+static bool has_finish_reason(sl_str data)
+{
+    const char *start = data.p, *end = data.p + data.n, *p;
+    for (const char *q = end; q > start && (p = memrchr(start, '_', (size_t)(q - start))); q = p) {
+        if (p - start < 7 || end - p < 8 || memcmp(p - 7, "\"finish", 7) != 0 || memcmp(p + 1, "reason\"", 7) != 0)
+            continue;
+        const char *v = p + 8;
+        while (v < end && (*v == ' ' || *v == ':')) v++;
+        return v < end && *v == '"';
+    }
+    return false;
+}
+
+/*
  * A chunk is parsed here only when it may hold something still wanted: text
- * (content logged), the provider's model name (first chunk, span recorded),
- * a finish reason (span recorded: the key with a non-null value, which only
- * the last chunks of a stream have). An unobserved request never comes here:
- * the fast path's cost is one flag test per chunk.
+ * (content logged: nearly every chunk), the provider's model name (span
+ * recorded: the first chunk), a finish reason (span recorded: the last
+ * chunks). An unobserved request never comes here: the fast path's cost is
+ * one flag test per chunk.
  */
 static void watch_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
 {
     bool traced = r->rec.trace && r->rec.trace->recording;
     bool responses = r->api == SL_API_RESPONSES;
     bool want_text = r->rec.stream_text.max && !r->rec.stream_text.truncated &&
-                     (responses ? sl_str_eq_lit(event, "response.output_text.delta")
-                                : memmem(data.p, data.n, "\"content\"", 9) != NULL);
+                     (!responses || sl_str_eq_lit(event, "response.output_text.delta"));
     bool want_model = traced && !r->rec.response_model.n && memmem(data.p, data.n, "\"model\"", 7);
-    bool want_finish = traced && !responses && has_nonempty(data, "\"finish_reason\"");
+    bool want_finish = traced && !responses && has_finish_reason(data);
     if (want_text || want_model || want_finish) with_scratch(r, event, data, watch_openai_chunk_parsed);
 }
 
