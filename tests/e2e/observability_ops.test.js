@@ -1,7 +1,9 @@
 // Observability operations: the access log is reopened on SIGUSR1 (log
 // rotation); metrics and tracing can be switched off by config (for make
 // bench); a full span queue drops spans and counts them; the caller's
-// traceparent is passed upstream even with tracing off.
+// traceparent is passed upstream even with tracing off; streamed answers'
+// text is logged (and cut) like whole ones, and spans carry the provider's
+// model name and finish reason, for every protocol pair (a fake upstream).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -230,6 +232,19 @@ function fakeGemini(res, stream, knob) {
     ...(i === PIECES.length - 1 ? { usageMetadata } : {}), modelVersion, responseId: 'r1' }]));
 }
 
+function fakeResponses(res, body) {
+  const done = { id: 'resp_1', object: 'response', model: ECHO.o, status: 'completed',
+    output: [{ type: 'message', id: 'msg_1', role: 'assistant', content: [{ type: 'output_text', text: TEXT, annotations: [] }] }],
+    usage: { input_tokens: 3, output_tokens: 7, total_tokens: 10 } };
+  if (!body.stream) {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    return res.end(JSON.stringify(done));
+  }
+  sse(res, [['response.created', { type: 'response.created', response: { ...done, status: 'in_progress', output: [], usage: null } }],
+    ...PIECES.map((p) => ['response.output_text.delta', { type: 'response.output_text.delta', item_id: 'msg_1', output_index: 0, content_index: 0, delta: p }]),
+    ['response.completed', { type: 'response.completed', response: done }]]);
+}
+
 async function fakeUpstream() {
   const srv = http.createServer((req, res) => {
     let raw = '';
@@ -239,6 +254,7 @@ async function fakeUpstream() {
       const knob = req.headers['x-fake'];
       if (req.url.startsWith('/v1/chat/completions')) return fakeOpenai(res, body, knob);
       if (req.url.startsWith('/v1/messages')) return fakeAnthropic(res, body);
+      if (req.url.startsWith('/v1/responses')) return fakeResponses(res, body);
       if (req.url.startsWith('/v1beta/models/')) return fakeGemini(res, req.url.includes(':streamGenerateContent'), knob);
       res.writeHead(404).end('{}');
     });
@@ -292,6 +308,7 @@ async function ask(gw, caller, model, id, stream) {
     anthropic: [`${url}/v1/messages`, { model, stream, max_tokens: 100, messages: [msg] }],
     gemini: [`${url}/v1beta/models/${model}:${stream ? 'streamGenerateContent?alt=sse' : 'generateContent'}`,
       { contents: [{ role: 'user', parts: [{ text: msg.content }] }] }],
+    responses: [`${url}/v1/responses`, { model, stream, input: msg.content }],
   }[caller];
   const res = await fetch(req[0], { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': id }, body: JSON.stringify(req[1]) });
   const raw = await res.text();
@@ -301,6 +318,8 @@ async function ask(gw, caller, model, id, stream) {
     anthropic: (o) => (stream ? (o.type === 'content_block_delta' && o.delta.type === 'text_delta' ? o.delta.text : '')
       : o.content.filter((c) => c.type === 'text').map((c) => c.text).join('')),
     gemini: (o) => (o.candidates?.[0]?.content?.parts || []).map((p) => p.text ?? '').join(''),
+    responses: (o) => (stream ? (o.type === 'response.output_text.delta' ? o.delta : '')
+      : o.output.flatMap((it) => it.content || []).filter((c) => c.type === 'output_text').map((c) => c.text).join('')),
   }[caller];
   if (!stream) return textOf(JSON.parse(raw));
   return raw.split('\n').filter((l) => l.startsWith('data: {')).map((l) => textOf(JSON.parse(l.slice(6)))).join('');
@@ -357,6 +376,11 @@ test('streamed completions are logged in every protocol pair, with the provider 
       assert.equal(await ask(g.gw, caller, 'tool-o', id, stream), 'Checking.');
       expect[id] = { text: 'Checking.', model: ECHO.o, finish: 'tool_calls' };
     }
+  for (const stream of [true, false]) { // the Responses API (OpenAI only): output_text, the response's model
+    const id = `resp-${stream ? 's' : 'n'}`;
+    assert.equal(await ask(g.gw, 'responses', 'to-o', id, stream), TEXT);
+    expect[id] = { text: TEXT, model: ECHO.o, finish: null };
+  }
   expect.nmo = { text: await ask(g.gw, 'openai', 'nomodel-o', 'nmo', true), model: 'up-nomodel-o', finish: 'length' };
   expect.nmg = { text: await ask(g.gw, 'openai', 'nomodel-g', 'nmg', true), model: 'up-nomodel-g', finish: 'length' };
   const ids = Object.keys(expect);
@@ -376,7 +400,7 @@ test('streamed completions are logged in every protocol pair, with the provider 
   }, 'request spans');
   for (const id of ids) {
     assert.equal(spans[id]['gen_ai.response.model'], expect[id].model, `response model of ${id}`);
-    assert.deepEqual(spans[id]['gen_ai.response.finish_reasons'], [expect[id].finish], `finish reasons of ${id}`);
+    if (expect[id].finish) assert.deepEqual(spans[id]['gen_ai.response.finish_reasons'], [expect[id].finish], `finish reasons of ${id}`);
   }
 });
 
@@ -397,6 +421,10 @@ test('log_content_max_bytes cuts streamed completions on a UTF-8 boundary, like 
         assert.equal(await ask(g.gw, caller, `to-${u}`, id, stream), TEXT);
         ids.push(id);
       }
+  for (const stream of [true, false]) {
+    assert.equal(await ask(g.gw, 'responses', 'to-o', `resp-${stream ? 's' : 'n'}`, stream), TEXT);
+    ids.push(`resp-${stream ? 's' : 'n'}`);
+  }
   const lines = await accessLines(g.log, ids.length);
   for (const id of ids) {
     assert.equal(lines[id].completion, cut, `completion of ${id}`);
