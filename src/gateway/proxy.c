@@ -31,6 +31,7 @@
 #include "protocols/xlat_ir.h"
 #include "providers/providers.h"
 #include "telemetry/telemetry.h"
+#include "telemetry/trace.h"
 
 static void send_stream_head(sl_gw_req *r);
 
@@ -178,29 +179,110 @@ static chunk_scratch *thread_scratch(void)
     return s;
 }
 
-/*
- * Rewrites the model name in one OpenAI chunk, notes usage, and drops the
- * usage-only chunk if unwanted. A chunk's tokens go to a scratch arena that is
- * reset after each event: a stream of thousands of chunks must not grow the
- * request's memory.
- */
-static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
+typedef int (*chunk_fn)(sl_gw_req *r, sl_str event, sl_str data, sl_arena *a);
+
+/* Runs fn on one chunk with the thread's scratch arena, reset afterwards: a
+ * stream of thousands of chunks must not grow the request's memory. */
+static inline int with_scratch(sl_gw_req *r, sl_str event, sl_str data, chunk_fn fn)
 {
-    bool has_usage = memmem(data.p, data.n, "\"usage\"", 7) != NULL;
-    if (!has_usage && !need_model_rewrite(r)) return write_event(r, event, data);
     chunk_scratch *s = thread_scratch();
     if (!s || s->busy) { /* no thread arena, or (never expected) re-entered: a private one */
         sl_arena a;
         sl_arena_init(&a, 2048, 0);
-        int rc = forward_openai_chunk_parsed(r, event, data, &a);
+        int rc = fn(r, event, data, &a);
         sl_arena_free(&a);
         return rc;
     }
     s->busy = true;
-    int rc = forward_openai_chunk_parsed(r, event, data, &s->a);
+    int rc = fn(r, event, data, &s->a);
     s->busy = false;
     sl_arena_reset(&s->a);
     return rc;
+}
+
+/* Rewrites the model name in one OpenAI chunk, notes usage, and drops the usage-only chunk if unwanted. */
+static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
+{
+    bool has_usage = memmem(data.p, data.n, "\"usage\"", 7) != NULL;
+    if (!has_usage && !need_model_rewrite(r)) return write_event(r, event, data);
+    return with_scratch(r, event, data, forward_openai_chunk_parsed);
+}
+
+/* ---- what telemetry wants from the fast path (only for a recorded span or logged content) */
+
+#define SL_MODEL_NAME_MAX 256 /* a provider's model name kept for the span; longer is cut */
+
+static int watch_openai_chunk_parsed(sl_gw_req *r, sl_str event, sl_str data, sl_arena *a)
+{
+    sl_json_doc d;
+    if (sl_json_parse(&d, data.p, data.n, a, NULL, NULL) != SL_OK || sl_json_type_of(&d, 0) != SL_JSON_OBJECT)
+        return SL_OK;
+    bool responses = r->api == SL_API_RESPONSES;
+    sl_str s;
+    if (!r->rec.response_model.n && r->rec.trace && r->rec.trace->recording) {
+        int obj = responses ? sl_json_obj_get(&d, 0, "response") : 0;
+        int m = obj >= 0 && sl_json_type_of(&d, obj) == SL_JSON_OBJECT ? sl_json_obj_get(&d, obj, "model") : -1;
+        if (m >= 0 && sl_json_type_of(&d, m) == SL_JSON_STRING && sl_json_str(&d, m, a, &s) == SL_OK && s.n) {
+            size_t n = SL_MIN(s.n, SL_MODEL_NAME_MAX);
+            while (n < s.n && n > 0 && ((unsigned char)s.p[n] & 0xC0) == 0x80) n--;
+            r->rec.response_model = sl_arena_str(&r->hx->arena, (sl_str){s.p, n});
+        }
+    }
+    if (responses) { /* response.output_text.delta: {"delta": "..."} */
+        int t = sl_str_eq_lit(event, "response.output_text.delta") ? sl_json_obj_get(&d, 0, "delta") : -1;
+        if (t >= 0 && sl_json_type_of(&d, t) == SL_JSON_STRING && sl_json_str(&d, t, a, &s) == SL_OK)
+            sl_text_capture_add(&r->rec.stream_text, s);
+        return SL_OK;
+    }
+    int ch = sl_json_obj_get(&d, 0, "choices");
+    int c0 = ch >= 0 && sl_json_type_of(&d, ch) == SL_JSON_ARRAY ? sl_json_arr_get(&d, ch, 0) : -1;
+    if (c0 < 0 || sl_json_type_of(&d, c0) != SL_JSON_OBJECT) return SL_OK;
+    int delta = sl_json_obj_get(&d, c0, "delta");
+    int t = delta >= 0 && sl_json_type_of(&d, delta) == SL_JSON_OBJECT ? sl_json_obj_get(&d, delta, "content") : -1;
+    if (t >= 0 && sl_json_type_of(&d, t) == SL_JSON_STRING && sl_json_str(&d, t, a, &s) == SL_OK)
+        sl_text_capture_add(&r->rec.stream_text, s);
+    int f = sl_json_obj_get(&d, c0, "finish_reason");
+    if (f >= 0 && sl_json_type_of(&d, f) == SL_JSON_STRING && sl_json_str(&d, f, a, &s) == SL_OK && s.n)
+        r->rec.finish_reason = sl_str_from_cstr(sl_finish_name(SL_PROTO_OPENAI, sl_finish_parse(SL_PROTO_OPENAI, s)));
+    return SL_OK;
+}
+
+/*
+ * Does the chunk have a "finish_reason" with a string value (only the last
+ * chunks of a stream do; the others say null)? Found from the '_' bytes,
+ * which are few in a chunk, looking backwards: the key closes a choice, near
+ * the end of the chunk, so this is usually one short memrchr instead of a
+ * memmem over the whole chunk. A false positive costs one parse.
+ */
+static bool has_finish_reason(sl_str data)
+{
+    const char *start = data.p, *end = data.p + data.n, *p;
+    for (const char *q = end; q > start && (p = memrchr(start, '_', (size_t)(q - start))); q = p) {
+        if (p - start < 7 || end - p < 8 || memcmp(p - 7, "\"finish", 7) != 0 || memcmp(p + 1, "reason\"", 7) != 0)
+            continue;
+        const char *v = p + 8;
+        while (v < end && (*v == ' ' || *v == ':')) v++;
+        return v < end && *v == '"';
+    }
+    return false;
+}
+
+/*
+ * A chunk is parsed here only when it may hold something still wanted: text
+ * (content logged: nearly every chunk), the provider's model name (span
+ * recorded: the first chunk), a finish reason (span recorded: the last
+ * chunks). An unobserved request never comes here: the fast path's cost is
+ * one flag test per chunk.
+ */
+static void watch_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
+{
+    bool traced = r->rec.trace && r->rec.trace->recording;
+    bool responses = r->api == SL_API_RESPONSES;
+    bool want_text = r->rec.stream_text.max && !r->rec.stream_text.truncated &&
+                     (!responses || sl_str_eq_lit(event, "response.output_text.delta"));
+    bool want_model = traced && !r->rec.response_model.n && memmem(data.p, data.n, "\"model\"", 7);
+    bool want_finish = traced && !responses && has_finish_reason(data);
+    if (want_text || want_model || want_finish) with_scratch(r, event, data, watch_openai_chunk_parsed);
 }
 
 static int forward_openai_chunk_parsed(sl_gw_req *r, sl_str event, sl_str data, sl_arena *a)
@@ -256,6 +338,9 @@ static int on_sse_event(void *ud, sl_str event, sl_str data)
         if (sl_str_starts_with(data, SL_STR("{\"error\""))) { /* the upstream's own in-stream error ends it */
             r->stream_done = true;
             r->rec.error = SL_STR("upstream error inside the stream");
+            r->rec.finish_reason = sl_str_from_cstr(sl_finish_name(SL_PROTO_OPENAI, SL_FINISH_ERROR));
+        } else if (r->rec.watch_chunks && data.n && data.p[0] == '{') {
+            watch_openai_chunk(r, event, data);
         }
         if (data.n && data.p[0] == '{') return forward_openai_chunk(r, event, data);
         return write_event(r, event, data);
@@ -288,6 +373,11 @@ static void send_stream_head(sl_gw_req *r)
         sl_xlat_resp_opts o = {.public_model = r->model, .id = sl_str_from_cstr(r->request_id)};
         r->xs = sl_xlat_stream_new(r->target->provider->proto, r->in_proto, &o, r->caller_wants_usage);
     }
+    if (r->cfg->telemetry.log_content) { /* the answer's text for the access log (telemetry.c) */
+        sl_text_capture_init(&r->rec.stream_text, r->cfg->telemetry.log_content_max_bytes);
+        if (r->xs) sl_xlat_stream_capture_text(r->xs, &r->rec.stream_text);
+    }
+    r->rec.watch_chunks = !r->xs && (r->rec.stream_text.max || (r->rec.trace && r->rec.trace->recording));
     sl_hx_respond_head(r->hx, 200, h, n, -1);
 }
 

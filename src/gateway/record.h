@@ -29,13 +29,16 @@ typedef struct sl_req_record {
     const char *cache;        /* "hit" | "miss" | "skip" | NULL */
     sl_str error;             /* short error text, empty if none */
     sl_str finish_reason;     /* canonical (OpenAI spelling); filled for traced requests */
+    sl_str response_model;    /* the model the provider named in its answer; filled for traced requests */
     /* telemetry (src/telemetry/telemetry.c) */
     struct sl_trace_req *trace; /* trace state; NULL when not traced and no traceparent came in */
     bool attempt_open;        /* an upstream attempt started and has not ended yet */
     bool content_logged;      /* telemetry.log_content: prompt and completion below go to the access log */
     bool content_truncated;
     sl_str prompt;            /* raw JSON of the request's messages/contents/input */
-    sl_str completion;        /* text of a non-streamed answer */
+    sl_str completion;        /* text of the answer (streamed: from stream_text) */
+    sl_text_capture stream_text; /* a streamed answer's text as it goes by; max 0 unless content is logged */
+    bool watch_chunks;        /* OpenAI stream fast path: chunks are read for the above (proxy.c) */
 } sl_req_record;
 
 #endif

@@ -562,6 +562,7 @@ int sl_ant_stream_decode(sl_xlat_stream *s, sl_str event, sl_str data, sl_buf *o
     int rc = 0;
     if (sl_str_eq_lit(type, "message_start")) {
         int msg = sl_xl_get(d, 0, "message");
+        sl_xl_note_model(s, d, msg, "model");
         stream_usage(s, d, sl_xl_get(d, msg, "usage"));
         sl_ir_ev ev = {.kind = SL_EV_START};
         sl_xl_str(d, msg, "id", &s->arena, &ev.id);

@@ -558,6 +558,7 @@ int sl_gem_stream_decode(sl_xlat_stream *s, sl_str event, sl_str data, sl_buf *o
     }
     int um = sl_xl_get(d, 0, "usageMetadata");
     if (sl_xl_is(d, um, SL_JSON_OBJECT)) sl_gem_usage_decode(d, um, &s->usage); /* cumulative: replace */
+    if (!s->up_model) sl_xl_note_model(s, d, 0, "modelVersion");
     if (!s->dec_started) {
         s->dec_started = true;
         sl_ir_ev ev = {.kind = SL_EV_START};

@@ -713,6 +713,7 @@ int sl_oai_stream_decode(sl_xlat_stream *s, sl_str event, sl_str data, sl_buf *o
         return sl_xl_emit(s, &ev, out);
     }
     int rc = 0;
+    if (!s->up_model) sl_xl_note_model(s, d, 0, "model");
     if (!s->dec_started) {
         s->dec_started = true;
         sl_ir_ev ev = {.kind = SL_EV_START};

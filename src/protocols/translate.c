@@ -248,6 +248,7 @@ void sl_xlat_stream_free(sl_xlat_stream *s)
         sl_buf_free(&s->tools[i].args);
     }
     sl_free(s->model);
+    sl_free(s->up_model);
     sl_free(s->id);
     sl_free(s->id_hint);
     sl_arena_free(&s->arena);
@@ -255,6 +256,50 @@ void sl_xlat_stream_free(sl_xlat_stream *s)
 }
 
 void sl_xl_stream_mark_done(sl_xlat_stream *s) { s->done = true; }
+
+void sl_xl_note_model(sl_xlat_stream *s, const sl_json_doc *d, int obj, const char *key)
+{
+    sl_str m;
+    if (s->up_model || !sl_xl_str(d, obj, key, &s->arena, &m) || !m.n) return;
+    size_t n = SL_MIN(m.n, 256); /* a name, not a payload: bounded, on a UTF-8 boundary */
+    while (n < m.n && n > 0 && ((unsigned char)m.p[n] & 0xC0) == 0x80) n--;
+    s->up_model = sl_strndup(m.p, n);
+}
+
+/* ---- text capture (access log content) ---- */
+
+void sl_text_capture_init(sl_text_capture *c, size_t max)
+{
+    sl_buf_init(&c->buf, max);
+    c->max = max;
+    c->truncated = false;
+}
+
+void sl_text_capture_add(sl_text_capture *c, sl_str text)
+{
+    if (!c || !c->max || c->truncated || !text.n) return;
+    size_t room = c->max - c->buf.len;
+    if (text.n > room) { /* the rest is left out: cut before the character that does not fit */
+        size_t n = room;
+        while (n > 0 && ((unsigned char)text.p[n] & 0xC0) == 0x80) n--;
+        text.n = n;
+        c->truncated = true;
+    }
+    if (text.n && sl_buf_append(&c->buf, text.p, text.n) != SL_OK) c->truncated = true;
+}
+
+void sl_text_capture_free(sl_text_capture *c)
+{
+    sl_buf_free(&c->buf);
+    c->max = 0;
+}
+
+sl_str sl_xlat_stream_upstream_model(const sl_xlat_stream *s)
+{
+    return s->up_model ? sl_str_from_cstr(s->up_model) : SL_STR_NULL;
+}
+
+void sl_xlat_stream_capture_text(sl_xlat_stream *s, sl_text_capture *c) { s->text_cap = c; }
 
 static int write_stream_error(sl_xlat_stream *s, int status, sl_str msg, sl_buf *out)
 {
@@ -286,6 +331,7 @@ int sl_xl_emit(sl_xlat_stream *s, const sl_ir_ev *ev, sl_buf *out)
     case SL_EV_TOOL_ARGS:
         if (ev->tool >= SL_XL_MAX_TOOLS) return SL_ELIMIT;
         break;
+    case SL_EV_TEXT: sl_text_capture_add(s->text_cap, ev->text); break;
     case SL_EV_FINISH: s->finish = ev->finish; break;
     case SL_EV_ERROR:
         if (s->passthrough) { /* already in the caller's shape: forwarded as is */

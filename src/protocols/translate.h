@@ -122,6 +122,22 @@ int sl_xlat_response_usage_doc(sl_proto p, const sl_json_doc *d, sl_arena *a, sl
 typedef struct sl_xlat_stream sl_xlat_stream;
 
 /*
+ * The text of a streamed answer as it goes by, for the access log
+ * (telemetry.log_content): at most max bytes, cut on a UTF-8 boundary, with
+ * truncated set once something was left out. Initialise with
+ * sl_text_capture_init; release with sl_text_capture_free.
+ */
+typedef struct sl_text_capture {
+    sl_buf buf;
+    size_t max;     /* 0 = off: adding does nothing */
+    bool truncated; /* text was left out (over max, or out of memory) */
+} sl_text_capture;
+
+void sl_text_capture_init(sl_text_capture *c, size_t max);
+void sl_text_capture_add(sl_text_capture *c, sl_str text);
+void sl_text_capture_free(sl_text_capture *c);
+
+/*
  * A stateful translator from upstream SSE events (protocol `from`) to SSE
  * events in the caller's protocol `to`. from == to makes a pass-through
  * filter: events are re-framed unchanged but for the model name (set to
@@ -152,6 +168,12 @@ int sl_xlat_stream_end(sl_xlat_stream *s, sl_buf *out);
 int sl_xlat_stream_error(sl_xlat_stream *s, int http_status, sl_str message, sl_buf *out);
 const sl_usage *sl_xlat_stream_usage(const sl_xlat_stream *s);
 sl_finish sl_xlat_stream_finish(const sl_xlat_stream *s);
+/* The model the upstream named in its stream (OpenAI "model", Anthropic message_start "message.model",
+ * Gemini "modelVersion"), from the first event that had one; empty if none did. */
+sl_str sl_xlat_stream_upstream_model(const sl_xlat_stream *s);
+/* From now on the answer's text (what a non-stream answer has as choices[0].message.content: text deltas of
+ * the first choice or candidate, no reasoning, no tool arguments) is added to c, which must outlive s. */
+void sl_xlat_stream_capture_text(sl_xlat_stream *s, sl_text_capture *c);
 /* A terminal event ([DONE], message_stop, error, final Gemini chunk) has been emitted. */
 bool sl_xlat_stream_done(const sl_xlat_stream *s);
 void sl_xlat_stream_free(sl_xlat_stream *s);

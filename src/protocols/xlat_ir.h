@@ -136,6 +136,8 @@ struct sl_xlat_stream {
     int64_t created;
     sl_usage usage;
     sl_finish finish;
+    char *up_model;       /* the model the upstream named, from its first event that had one; NULL until then */
+    sl_text_capture *text_cap; /* NULL unless sl_xlat_stream_capture_text */
     bool drop_event;      /* pass-through: do not forward the current event */
     sl_str replace_event; /* pass-through: forward this instead (non-empty) */
     /* decoder */
@@ -212,6 +214,8 @@ bool sl_xl_data_url(sl_str url, sl_str *mime, sl_str *b64);
 /* Appends `data: <json>\n\n` (event name when non-NULL) around what fn writes. */
 int sl_xl_sse_begin(sl_buf *out, const char *event);
 int sl_xl_sse_finish(sl_buf *out, const sl_jw *w);
+/* Notes the upstream's model name (string member key of obj) unless one was noted already. */
+void sl_xl_note_model(sl_xlat_stream *s, const sl_json_doc *d, int obj, const char *key);
 /* Ends the stream state after a terminal event. */
 void sl_xl_stream_mark_done(sl_xlat_stream *s);
 /* Stream decoders hand canonical events here; it routes them to the encoder. */

@@ -80,15 +80,29 @@ void sl_telemetry_attempt_end(sl_gw_req *r, const sl_up_result *res)
 
 /* ---- the end ------------------------------------------------------------------------ */
 
-/* Finish reason, canonical, for the span: from the stream translator or the buffered body. */
-static void fill_finish_reason(sl_gw_req *r)
+/*
+ * Finish reason (canonical) and the model the provider named, for the span:
+ * from the stream translator, or the buffered body. The OpenAI stream fast
+ * path filled both already (proxy.c) when it saw them.
+ */
+static void fill_response(sl_gw_req *r)
 {
     sl_finish f = SL_FINISH_NONE;
+    sl_arena *a = &r->hx->arena;
     if (r->xs) {
         f = sl_xlat_stream_finish(r->xs);
+        if (!r->rec.response_model.n) r->rec.response_model = sl_arena_str(a, sl_xlat_stream_upstream_model(r->xs));
     } else if (!r->stream && r->resp.len && r->target && r->up_status >= 200 && r->up_status < 300) {
+        sl_proto up = r->target->provider->proto;
+        sl_json_doc d;
         sl_usage u;
-        sl_xlat_response_usage(r->target->provider->proto, r->resp.p, r->resp.len, &r->hx->arena, &u, &f);
+        if (sl_xlat_parse_response(r->resp.p, r->resp.len, a, &d) == SL_OK) {
+            sl_xlat_response_usage_doc(up, &d, a, &u, &f);
+            int m = sl_json_obj_get(&d, 0, up == SL_PROTO_GEMINI ? "modelVersion" : "model");
+            sl_str s;
+            if (m >= 0 && sl_json_type_of(&d, m) == SL_JSON_STRING && sl_json_str(&d, m, a, &s) == SL_OK && s.n)
+                r->rec.response_model = s;
+        }
     }
     if (f != SL_FINISH_NONE) r->rec.finish_reason = sl_str_from_cstr(sl_finish_name(SL_PROTO_OPENAI, f));
 }
@@ -101,6 +115,30 @@ static sl_str cut(sl_gw_req *r, sl_str s)
     size_t n = max;
     while (n > 0 && ((unsigned char)s.p[n] & 0xC0) == 0x80) n--; /* whole UTF-8 characters */
     return (sl_str){s.p, n};
+}
+
+/* A Responses API answer's text: its output_text parts, in order (what a stream's output_text deltas add up to). */
+static sl_str responses_text(sl_gw_req *r, const sl_json_doc *d)
+{
+    sl_text_capture c;
+    sl_text_capture_init(&c, r->cfg->telemetry.log_content_max_bytes + 1); /* one byte over: cut() flags it */
+    int out = sl_json_obj_get(d, 0, "output");
+    for (int it = out >= 0 && sl_json_type_of(d, out) == SL_JSON_ARRAY ? sl_json_first(d, out) : -1; it >= 0;
+         it = sl_json_next(d, it)) {
+        int parts = sl_json_type_of(d, it) == SL_JSON_OBJECT ? sl_json_obj_get(d, it, "content") : -1;
+        for (int p = parts >= 0 && sl_json_type_of(d, parts) == SL_JSON_ARRAY ? sl_json_first(d, parts) : -1; p >= 0;
+             p = sl_json_next(d, p)) {
+            int ty = sl_json_type_of(d, p) == SL_JSON_OBJECT ? sl_json_obj_get(d, p, "type") : -1;
+            int t = ty >= 0 && sl_json_str_eq(d, ty, "output_text") ? sl_json_obj_get(d, p, "text") : -1;
+            sl_str s;
+            if (t >= 0 && sl_json_type_of(d, t) == SL_JSON_STRING && sl_json_str(d, t, &r->hx->arena, &s) == SL_OK)
+                sl_text_capture_add(&c, s);
+        }
+    }
+    sl_str text = c.buf.len ? sl_arena_str(&r->hx->arena, sl_buf_str(&c.buf)) : SL_STR_NULL;
+    if (c.truncated) r->rec.content_truncated = true;
+    sl_text_capture_free(&c);
+    return text;
 }
 
 /* The text of a non-streamed chat answer, read through the OpenAI shape (translated when needed). */
@@ -123,6 +161,7 @@ static sl_str completion_text(sl_gw_req *r)
     sl_str text = SL_STR_NULL;
     if (!body.p || sl_json_parse(&d, body.p, body.n, a, NULL, NULL) != SL_OK || sl_json_type_of(&d, 0) != SL_JSON_OBJECT)
         return text;
+    if (r->api == SL_API_RESPONSES) return responses_text(r, &d);
     int ch = sl_json_obj_get(&d, 0, "choices");
     int c0 = ch >= 0 && sl_json_type_of(&d, ch) == SL_JSON_ARRAY ? sl_json_arr_get(&d, ch, 0) : -1;
     int msg = c0 >= 0 && sl_json_type_of(&d, c0) == SL_JSON_OBJECT ? sl_json_obj_get(&d, c0, "message") : -1;
@@ -145,6 +184,12 @@ static void fill_content(sl_gw_req *r)
             break;
         }
     }
+    if (r->stream) { /* collected as it went by, already cut (proxy.c, the stream translator) */
+        const sl_text_capture *tc = &r->rec.stream_text;
+        if (tc->buf.len) r->rec.completion = sl_buf_str(&tc->buf);
+        if (tc->truncated) r->rec.content_truncated = true;
+        return;
+    }
     sl_str c = completion_text(r);
     if (c.n) r->rec.completion = cut(r, c);
 }
@@ -152,7 +197,7 @@ static void fill_content(sl_gw_req *r)
 static void export_spans(sl_gw_req *r)
 {
     sl_trace_req *t = r->rec.trace;
-    fill_finish_reason(r);
+    fill_response(r);
     sl_buf b;
     sl_buf_init(&b, 1u << 20);
     uint32_t n = 0;
@@ -169,6 +214,8 @@ void sl_telemetry_finish(sl_gw_req *r)
     const sl_telemetry_cfg *tc = &r->cfg->telemetry;
     if (tc->log_content) fill_content(r);
     sl_accesslog_write(&r->rec);
+    sl_text_capture_free(&r->rec.stream_text); /* the completion pointed into it: the line is written */
+    r->rec.completion = SL_STR_NULL;
     if (tc->metrics.enabled) sl_metrics_record(r->gw->w, &r->rec);
     if (r->rec.trace && r->rec.trace->recording) export_spans(r);
 }

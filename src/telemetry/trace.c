@@ -294,7 +294,7 @@ static void request_span(sl_jw *w, const sl_trace_req *t, const sl_req_record *r
     attr_str(w, "gen_ai.operation.name", sl_str_from_cstr(op));
     if (r->provider_type.n) attr_str(w, "gen_ai.provider.name", sl_str_from_cstr(sl_genai_provider_name(r->provider_type)));
     attr_str(w, "gen_ai.request.model", r->model);
-    attr_str(w, "gen_ai.response.model", r->upstream_model);
+    attr_str(w, "gen_ai.response.model", r->response_model.n ? r->response_model : r->upstream_model);
     if (r->usage.present) {
         attr_int(w, "gen_ai.usage.input_tokens", r->usage.input_tokens);
         attr_int(w, "gen_ai.usage.output_tokens", r->usage.output_tokens);

@@ -189,6 +189,20 @@ static void test_otlp_encoding(void **state)
     sl_json_double(&d, sl_json_obj_get(&d, attr(&d, root, "gen_ai.response.time_to_first_chunk"), "doubleValue"), &ttfc);
     assert_true(ttfc == 500e-9);
     assert_int_equal(sl_json_obj_get(&d, root, "status"), -1); /* success: status left unset */
+    { /* the model the provider named in its answer wins over the configured one */
+        sl_req_record r2 = r;
+        r2.response_model = SL_STR("gpt-x-2024-08-06");
+        sl_buf s2;
+        sl_buf_init(&s2, 0);
+        uint32_t n2 = 0;
+        sl_buf_append(&s2, "[", 1); /* the spans come comma-separated: made a JSON array here */
+        assert_int_equal(sl_otlp_encode_spans(t, &r2, &s2, &n2), SL_OK);
+        sl_buf_append(&s2, "]", 1);
+        sl_json_doc d2;
+        assert_int_equal(sl_json_parse(&d2, s2.p, s2.len, &a, NULL, NULL), SL_OK);
+        assert_true(attr_str_is(&d2, sl_json_arr_get(&d2, 0, 0), "gen_ai.response.model", "gpt-x-2024-08-06"));
+        sl_buf_free(&s2);
+    }
 
     char c1id[17];
     sl_hex(c1id, t->att[0].span_id, 8);

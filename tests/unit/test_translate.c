@@ -1083,6 +1083,81 @@ static void test_stream_passthrough(void **state)
     sl_xlat_stream_free(s);
 }
 
+/* The answer's text is captured as it goes by (cut on a UTF-8 boundary); the upstream's model name is noted. */
+static void test_stream_text_capture_and_model(void **state)
+{
+    (void)state;
+    /* text capture on its own: "é" is 2 bytes, "模" 3: a cut never splits one */
+    sl_text_capture c;
+    sl_text_capture_init(&c, 5);
+    sl_text_capture_add(&c, SL_STR("ab"));
+    sl_text_capture_add(&c, SL_STR("c\xc3\xa9\xe6\xa8\xa1")); /* c é 模: only "cé" fits */
+    assert_int_equal(c.buf.len, 5);
+    assert_memory_equal(c.buf.p, "abc\xc3\xa9", 5);
+    assert_true(c.truncated);
+    sl_text_capture_add(&c, SL_STR("x")); /* nothing after a cut */
+    assert_int_equal(c.buf.len, 5);
+    sl_text_capture_free(&c);
+    sl_text_capture_init(&c, 4);
+    sl_text_capture_add(&c, SL_STR("abc\xc3\xa9")); /* the 2-byte character across the limit is left out */
+    assert_int_equal(c.buf.len, 3);
+    assert_true(c.truncated);
+    sl_text_capture_free(&c);
+    sl_text_capture_init(&c, 0); /* off */
+    sl_text_capture_add(&c, SL_STR("abc"));
+    assert_int_equal(c.buf.len, 0);
+    assert_false(c.truncated);
+    sl_text_capture_free(&c);
+
+    /* OpenAI -> Anthropic: content deltas of the first choice, no tool arguments; model from the first chunk */
+    sl_xlat_stream *s = new_stream(SL_PROTO_OPENAI, SL_PROTO_ANTHROPIC, false);
+    sl_text_capture_init(&c, 1024);
+    sl_xlat_stream_capture_text(s, &c);
+    feed(s, "", "{\"id\":\"c\",\"model\":\"gpt-4o-2024-08-06\",\"choices\":[{\"index\":0,\"delta\":"
+                "{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}");
+    feed(s, "", "{\"id\":\"c\",\"model\":\"other\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi \\u00e9\"}}]}");
+    feed(s, "", "{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"t\","
+                "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}}]}");
+    feed(s, "", "{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"!\"},\"finish_reason\":\"stop\"}]}");
+    assert_int_equal(c.buf.len, 6);
+    assert_memory_equal(c.buf.p, "Hi \xc3\xa9!", 6);
+    assert_false(c.truncated);
+    sl_str m = sl_xlat_stream_upstream_model(s);
+    assert_true(sl_str_eq_lit(m, "gpt-4o-2024-08-06"));
+    sl_xlat_stream_free(s);
+    sl_text_capture_free(&c);
+
+    /* Anthropic pass-through: text deltas, model from message_start; thinking is not the answer's text */
+    s = new_stream(SL_PROTO_ANTHROPIC, SL_PROTO_ANTHROPIC, false);
+    sl_text_capture_init(&c, 1024);
+    sl_xlat_stream_capture_text(s, &c);
+    assert_int_equal(sl_xlat_stream_upstream_model(s).n, 0);
+    feed(s, "message_start", "{\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"claude-x-1\","
+                             "\"usage\":{\"input_tokens\":1}}}");
+    feed(s, "content_block_delta", "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\","
+                                   "\"thinking\":\"hmm\"}}");
+    feed(s, "content_block_delta", "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\","
+                                   "\"text\":\"Hello\"}}");
+    assert_true(sl_str_eq_lit(sl_xlat_stream_upstream_model(s), "claude-x-1"));
+    assert_int_equal(c.buf.len, 5);
+    assert_memory_equal(c.buf.p, "Hello", 5);
+    sl_xlat_stream_free(s);
+    sl_text_capture_free(&c);
+
+    /* Gemini -> OpenAI: modelVersion of the first chunk that has one; thought parts left out */
+    s = new_stream(SL_PROTO_GEMINI, SL_PROTO_OPENAI, false);
+    sl_text_capture_init(&c, 1024);
+    sl_xlat_stream_capture_text(s, &c);
+    feed(s, "", "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"plan\",\"thought\":true},{\"text\":\"A\"}]}}]}");
+    feed(s, "", "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"B\"}]},\"finishReason\":\"STOP\"}],"
+                "\"modelVersion\":\"gemini-2.0-flash-001\"}");
+    assert_true(sl_str_eq_lit(sl_xlat_stream_upstream_model(s), "gemini-2.0-flash-001"));
+    assert_int_equal(c.buf.len, 2);
+    assert_memory_equal(c.buf.p, "AB", 2);
+    sl_xlat_stream_free(s);
+    sl_text_capture_free(&c);
+}
+
 /* Pass-through streams put the public model name back; the Responses API's usage spelling is read. */
 static void test_passthrough_model_and_responses_usage(void **state)
 {
@@ -1339,6 +1414,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stream_gemini_to_openai, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_gemini_to_anthropic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_passthrough, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_text_capture_and_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_passthrough_model_and_responses_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_shapes, setup, teardown),
