@@ -18,7 +18,10 @@
  * this process's own CPU time (user + system), so that run.sh can tell what
  * one event costs the load generator. all_open_s is how long every stream
  * was open at the same time (0: the first ones ended before the last ones
- * started, so the count was never held at once).
+ * started, so the count was never held at once). stall_at_p10/p50/p90: when
+ * (ms after the start) the stalled streams' largest gaps ended; close
+ * together means one pause of a whole process (or of the machine), not slow
+ * streams.
  *
  *   cc -O2 -o build/bench/sse_load bench/sse_load.c $(pkg-config --cflags --libs libuv) -lpthread
  *   sse_load --port 8080 --streams 1000 --body body.json [--path /v1/chat/completions]
@@ -62,6 +65,7 @@ typedef struct stream {
     bool event_nonempty, last_was_final;
     uint64_t t_sent, t_first, t_last; /* ns */
     uint64_t max_gap;                 /* ns */
+    uint64_t t_gap;                   /* ns: when the largest gap ended */
     uint64_t events;
     char head[HEAD_CAP];
     size_t head_len;
@@ -137,7 +141,7 @@ static void event_end(stream *s, uint64_t now)
     s->event_nonempty = false;
     s->events++;
     if (s->events == 1) s->t_first = now;
-    else if (now - s->t_last > s->max_gap) s->max_gap = now - s->t_last;
+    else if (now - s->t_last > s->max_gap) s->max_gap = now - s->t_last, s->t_gap = now;
     s->t_last = now;
     s->final_seen = s->last_was_final;
 }
@@ -506,7 +510,9 @@ static void report(double wall_s)
     double all_open_s = -1; /* the shortest over the threads */
     uint64_t *ttft = malloc(sizeof(uint64_t) * opt.streams);
     uint64_t *gap = malloc(sizeof(uint64_t) * opt.streams);
-    if (!ttft || !gap) die("out of memory");
+    uint64_t *gap_at = malloc(sizeof(uint64_t) * opt.streams); /* when stalled streams' largest gaps ended */
+    size_t ngat = 0;
+    if (!ttft || !gap || !gap_at) die("out of memory");
     uint64_t stall_ns = (uint64_t)(opt.stall_ms * 1e6);
     for (int t = 0; t < opt.threads; t++) {
         loop_ctx *c = &ctxs[t];
@@ -523,20 +529,23 @@ static void report(double wall_s)
             if (s->events) ttft[nt] = s->t_first - s->t_sent, gap[nt] = s->max_gap, nt++;
             if (!s->ok) continue;
             ok++;
-            if (s->max_gap > stall_ns) stalled++;
+            if (s->max_gap > stall_ns) stalled++, gap_at[ngat++] = s->t_gap - c->t_start;
         }
     }
     qsort(ttft, nt, sizeof *ttft, cmp_u64);
     qsort(gap, nt, sizeof *gap, cmp_u64);
+    qsort(gap_at, ngat, sizeof *gap_at, cmp_u64);
     printf("streams=%zu ok=%zu stalled=%zu stall_free=%zu peak_open=%d events=%llu "
            "ttft_p50=%.2f ttft_p99=%.2f ttft_max=%.2f gap_p50=%.2f gap_p99=%.2f gap_max=%.2f "
            "err_connect=%llu err_status=%llu err_io=%llu err_timeout=%llu err_incomplete=%llu wall_s=%.1f "
-           "cpu_s=%.3f all_open_s=%.2f\n",
+           "cpu_s=%.3f all_open_s=%.2f stall_at_p10=%.0f stall_at_p50=%.0f stall_at_p90=%.0f\n",
            total, ok, stalled, ok - stalled, peak, (unsigned long long)events, pct_ms(ttft, nt, 50),
            pct_ms(ttft, nt, 99), nt ? (double)ttft[nt - 1] / 1e6 : 0, pct_ms(gap, nt, 50), pct_ms(gap, nt, 99),
            nt ? (double)gap[nt - 1] / 1e6 : 0, (unsigned long long)errs[0], (unsigned long long)errs[1],
            (unsigned long long)errs[2], (unsigned long long)errs[3], (unsigned long long)errs[4], wall_s,
-           cpu_seconds(), all_open_s < 0 ? 0 : all_open_s);
+           cpu_seconds(), all_open_s < 0 ? 0 : all_open_s, pct_ms(gap_at, ngat, 10), pct_ms(gap_at, ngat, 50),
+           pct_ms(gap_at, ngat, 90));
+    free(gap_at);
     free(ttft);
     free(gap);
 }
