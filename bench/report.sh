@@ -27,7 +27,7 @@ machine() {
     echo "- Machine load (1/5/15-min load average) at the start: $(v load_start); at the end: $(v load_end). Other jobs were running on this machine unless these are near 0: see the \"others CPU\" column."
     echo "- Processes under test and load generators run at nice $BENCH_NICE (BENCH_NICE)."
     echo "- Steps: $BENCH_STEPS (BENCH_STEPS)."
-    echo "- Open-file limit: $FD_LIMIT; run took $(v wall_s) s; BENCH_SECONDS=$BENCH_SECONDS, BENCH_XLAT_SECONDS=$BENCH_XLAT_SECONDS, BENCH_FEAT_SECONDS=$BENCH_FEAT_SECONDS, BENCH_ROUNDS=$BENCH_ROUNDS, streams of $BENCH_STREAM_TOKENS tokens every $BENCH_ITL_MS ms, stall = a gap over $BENCH_STALL_MS ms, ramp $BENCH_RAMP streams/s"
+    echo "- Open-file limit: $FD_LIMIT; run took $(v wall_s) s; BENCH_SECONDS=$BENCH_SECONDS, BENCH_XLAT_SECONDS=$BENCH_XLAT_SECONDS, BENCH_FEAT_SECONDS=$BENCH_FEAT_SECONDS, BENCH_ROUNDS=$BENCH_ROUNDS, streams: a token every $BENCH_ITL_MS ms, opened at up to $BENCH_RAMP a second over at least $BENCH_RAMP_MIN_S s, all open at once for $BENCH_HOLD_S s, stall = a gap over $BENCH_STALL_MS ms"
     if [ "$BENCH_PIN" = 1 ]; then
         echo "- Cores: the gateway under test is pinned to core $GW_CPU (one worker: sluice \`workers: 1\`, nginx \`worker_processes 1\`, Portkey is one node process); wrk, the SSE client and the mock share core $LOAD_CPU. Direct runs put the mock on core $GW_CPU. (taskset)"
     else
@@ -81,13 +81,20 @@ section_rps() {
 section_streams() {
     echo "## Concurrent SSE streams"
     echo
-    echo "bench/sse_load opens the streams at $BENCH_RAMP a second; each streams $BENCH_STREAM_TOKENS tokens $BENCH_ITL_MS ms apart (mock time to first token 0)."
+    echo "bench/sse_load opens N streams at min($BENCH_RAMP, N / $BENCH_RAMP_MIN_S s) a second (ramp column); each stream gets"
+    echo "enough tokens, $BENCH_ITL_MS ms apart, to last the whole ramp plus $BENCH_HOLD_S s (tokens column), so all N are open at"
+    echo "once (all open: how long they were) and the connection storm of the ramp is part of every stream's life. The"
+    echo "mock starts with time to first token 0, on the gateway's core for direct runs, else on the load generator's."
     echo "ok = answered 200 and ended with \`[DONE]\`; stall-free = ok and no gap between two events over $BENCH_STALL_MS ms;"
     echo "max gap = each stream's largest gap between events (expected: $BENCH_ITL_MS ms), its p50/p99/max over the streams;"
     echo "added TTFT p99 = the target's p99 time to first event minus direct's at the same count. RSS = the gateway's peak (VmHWM, all its processes)."
+    echo "CPU µs/event = CPU time (user + system) of the gateway, the mock and sse_load over the run, divided by the SSE events"
+    echo "sse_load received (connection set-up included); it is lower where streams stall, since late events then go out and"
+    echo "are read several to a system call. Stalls at = when (ms after the first stream opened) the stalled streams' largest"
+    echo "gaps ended, p10 / p50 / p90: within a few ms of each other, one process (or the machine) paused for everyone."
     echo
-    echo "| target | streams | processes | ok | stall-free | peak open | TTFT p50 ms | TTFT p99 ms | added TTFT p99 ms | max gap p50 / p99 / max ms | errors | CPU % gateway / mock / whole machine | RSS MB |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| target | streams | ramp /s | tokens | processes | ok | stall-free | all open s | TTFT p50 ms | TTFT p99 ms | added TTFT p99 ms | max gap p50 / p99 / max ms | stalls at ms | errors | CPU % gateway / mock / whole machine | CPU µs/event gateway / mock / sse_load | RSS MB |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for t in $BENCH_TARGETS; do
         has "$t" || continue
         for n in $BENCH_STREAMS; do
@@ -96,11 +103,47 @@ section_streams() {
                 at=$(calc "$(v "$k.ttft_p99") - $(v "direct.s$n.ttft_p99")" 2)
             fi
             local procs; procs=$(us "$k.procs"); [ "$t" = direct ] && procs="—"
-            echo "| $t | $n | $procs | $(us "$k.ok") | $(us "$k.stall_free") | $(us "$k.peak_open") | $(us "$k.ttft_p50") | $(us "$k.ttft_p99") | $at | $(us "$k.gap_p50") / $(us "$k.gap_p99") / $(us "$k.gap_max") | $(us "$k.errors") | $(us "$k.gw_cpu") / $(us "$k.mock_cpu") / $(us "$k.busy_cpu") of $((NCPU * 100)) | $(fmt_mb "$k.hwm_kb") |"
+            echo "| $t | $n | $(us "$k.ramp") | $(us "$k.tokens") | $procs | $(us "$k.ok") | $(us "$k.stall_free") | $(us "$k.all_open_s") | $(us "$k.ttft_p50") | $(us "$k.ttft_p99") | $at | $(us "$k.gap_p50") / $(us "$k.gap_p99") / $(us "$k.gap_max") | $(stall_at "$k") | $(us "$k.errors") | $(us "$k.gw_cpu") / $(us "$k.mock_cpu") / $(us "$k.busy_cpu") of $((NCPU * 100)) | $(us "$k.gw_us_ev") / $(us "$k.mock_us_ev") / $(us "$k.load_us_ev") | $(fmt_mb "$k.hwm_kb") |"
         done
     done
     echo
     echo "Errors are connect / status / io / timeout / incomplete as counted by sse_load; the raw lines are in the run's log."
+    echo
+    section_stream_max
+}
+
+stall_at() { # stall_at KEY: "p10 / p50 / p90" of when stalls ended, or — when no stream stalled
+    if [ "$(v "$1.stalled")" = 0 ] || [ -z "$(v "$1.stall_at_p50")" ]; then echo "—"; return; fi
+    echo "$(v "$1.stall_at_p10") / $(v "$1.stall_at_p50") / $(v "$1.stall_at_p90")"
+}
+
+# The largest count held stall-free, and what 10,000 streams would cost at the measured CPU per event.
+section_stream_max() {
+    local evs; evs=$(calc "10000 * 1000 / $BENCH_ITL_MS" 0)
+    echo "### Largest stream count held stall-free"
+    echo
+    echo "Counts from BENCH_STREAM_LADDER ($BENCH_STREAM_LADDER), tried from 1000 upwards while every stream was"
+    echo "stall-free (downwards when 1000 was not); the same runs fill the table above. CPU per event is from the run at"
+    echo "that count, or at 1000 when it is lower (smaller runs pay a wake-up for nearly every event and overstate it);"
+    echo "cores for 10,000 streams = µs/event × $evs events/s"
+    echo "(10,000 streams × one event every $BENCH_ITL_MS ms) / 10⁶: above 1 for one process, it cannot hold that on one core."
+    echo
+    echo "| target | largest stall-free count | counts tried (stall-free / streams) | CPU µs/event gateway / mock / sse_load | cores for 10,000 streams: gateway / mock / sse_load |"
+    echo "|---|---|---|---|---|"
+    local t n
+    for t in $BENCH_TARGETS; do
+        has "$t" || continue
+        [ -n "$(v "$t.stried")" ] || continue
+        local tried=""
+        for n in $(v "$t.stried"); do tried="$tried $(us "$t.s$n.stall_free")/$n"; done
+        local at; at=$(v "$t.smax"); [ "${at:-0}" -ge 1000 ] || at=1000
+        local g m l; g=$(v "$t.s$at.gw_us_ev"); m=$(v "$t.s$at.mock_us_ev"); l=$(v "$t.s$at.load_us_ev")
+        local cg="—" cm="—" cl="—"
+        [ -n "$g" ] && cg=$(calc "$g * $evs / 1e6" 2)
+        [ -n "$m" ] && cm=$(calc "$m * $evs / 1e6" 2)
+        [ -n "$l" ] && cl=$(calc "$l * $evs / 1e6" 2)
+        echo "| $t | $(us "$t.smax") |$tried | ${g:-—} / ${m:-—} / ${l:-—} (at $at) | $cg / $cm / $cl |"
+    done
     echo
 }
 

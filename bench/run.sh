@@ -14,10 +14,15 @@
 #   BENCH_SECONDS [4]        seconds per wrk run (latency and requests/s)
 #   BENCH_XLAT_SECONDS [3]   seconds per translation-cost run
 #   BENCH_ROUNDS [3]         rounds of those runs, targets interleaved; the best round is reported
-#   BENCH_STREAMS ["1000 5000 10000"]  concurrent SSE stream counts
-#   BENCH_STREAM_TOKENS [250] tokens per stream; BENCH_ITL_MS [20] between tokens
+#   BENCH_STREAMS ["1000 5000 10000"]  concurrent SSE stream counts reported for every target
+#   BENCH_STREAM_LADDER ["250 500 1000 2000 3000 5000 7000 10000"]  counts tried, from 1000 up while every
+#                            stream is stall-free (down when 1000 is not), for "the largest stall-free count"
+#   BENCH_ITL_MS [20]        between tokens
 #   BENCH_STALL_MS [100]     a gap between two events longer than this is a stall
-#   BENCH_RAMP [2500]        new streams per second while ramping up
+#   BENCH_RAMP [2500]        new streams per second while ramping up, at most; the ramp takes at least
+#                            BENCH_RAMP_MIN_S [1] s (N streams open at min(BENCH_RAMP, N / BENCH_RAMP_MIN_S) a second)
+#   BENCH_HOLD_S [2]         seconds all N streams are open at once: each stream is given enough tokens to
+#                            last the ramp plus this (BENCH_STREAM_TOKENS, if set, fixes the count instead)
 #   BENCH_TARGETS ["direct nginx portkey sluice"]
 #   BENCH_STEPS ["requests translation features streams json"]  which steps run; a run of some of them only
 #                            writes build/bench/RESULTS.md (not bench/RESULTS.md) unless BENCH_OUT says otherwise
@@ -36,10 +41,13 @@ BENCH_SECONDS=${BENCH_SECONDS:-4}
 BENCH_XLAT_SECONDS=${BENCH_XLAT_SECONDS:-3}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_STREAMS=${BENCH_STREAMS:-"1000 5000 10000"}
-BENCH_STREAM_TOKENS=${BENCH_STREAM_TOKENS:-250}
+BENCH_STREAM_LADDER=${BENCH_STREAM_LADDER:-"250 500 1000 2000 3000 5000 7000 10000"}
+BENCH_STREAM_TOKENS=${BENCH_STREAM_TOKENS:-}
 BENCH_ITL_MS=${BENCH_ITL_MS:-20}
 BENCH_STALL_MS=${BENCH_STALL_MS:-100}
 BENCH_RAMP=${BENCH_RAMP:-2500}
+BENCH_RAMP_MIN_S=${BENCH_RAMP_MIN_S:-1}
+BENCH_HOLD_S=${BENCH_HOLD_S:-2}
 BENCH_TARGETS=${BENCH_TARGETS:-"direct nginx portkey sluice"}
 ALL_STEPS="requests translation features streams json"
 BENCH_STEPS=${BENCH_STEPS:-$ALL_STEPS}
@@ -375,30 +383,49 @@ run_wrk() {
     log "$key: ${R[$key.rps]} req/s, p50 ${R[$key.p50_us]} us, p99 ${R[$key.p99_us]} us, errors ${R[$key.errors]}, cpu gw ${R[$key.gw_cpu]}% mock ${R[$key.mock_cpu]}% wrk ${R[$key.load_cpu]}% others ${R[$key.others_cpu]}%"
 }
 
-# run_streams KEY N: fills R[KEY.*]
+# stream_plan N: sets PLAN_RAMP (streams/s) and PLAN_TOKENS for N streams: the ramp takes at least
+# BENCH_RAMP_MIN_S, and every stream lasts the whole ramp plus BENCH_HOLD_S, so that all N are open at
+# once for BENCH_HOLD_S and the ramp's connection storm is over well before the first stream ends.
+stream_plan() {
+    local n=$1
+    PLAN_RAMP=$(calc "$n / $BENCH_RAMP_MIN_S < $BENCH_RAMP ? $n / $BENCH_RAMP_MIN_S : $BENCH_RAMP" 0)
+    if [ "$PLAN_RAMP" -lt 1 ]; then PLAN_RAMP=1; fi
+    if [ -n "$BENCH_STREAM_TOKENS" ]; then PLAN_TOKENS=$BENCH_STREAM_TOKENS; return; fi
+    PLAN_TOKENS=$(calc "int(((${n} / $PLAN_RAMP) + $BENCH_HOLD_S) * 1000 / $BENCH_ITL_MS + 0.999) + 1" 0)
+}
+
+# run_streams KEY N: fills R[KEY.*] (the mock is already started with the plan's token count)
 run_streams() {
     local key=$1 n=$2
     local gwp=("${GW_PIDS[@]}")
     if [ ${#gwp[@]} -gt 0 ]; then reset_hwm "${gwp[@]}"; fi
     local g0 m0 b0; g0=$([ ${#gwp[@]} -gt 0 ] && cpu_ticks "${gwp[@]}" || echo 0); m0=$(cpu_ticks "$MOCK_PID"); b0=$(machine_busy)
-    local hold_s=$(( (BENCH_STREAM_TOKENS * BENCH_ITL_MS + 999) / 1000 ))
-    local timeout=$(( n / BENCH_RAMP + hold_s + 15 )) # streams not done 15 s after their due end count as failed
+    # streams not done 10 s after their due end count as failed
+    local timeout; timeout=$(calc "$n / $PLAN_RAMP + $PLAN_TOKENS * $BENCH_ITL_MS / 1000 + 10" 0)
     local hargs=()
     while IFS= read -r h; do if [ -n "$h" ]; then hargs+=(--header "$h"); fi; done <<<"$GW_HEADERS"
     local t0 line; t0=$(date +%s.%N)
-    # sample the gateway's RSS while the streams are held (VmHWM gives the peak too)
     line=$(pin "$LOAD_CPU" "$ROOT/build/bench/sse_load" --port "$GW_PORT" --streams "$n" --body "$T/chat-stream.json" \
-        --ramp "$BENCH_RAMP" --stall-ms "$BENCH_STALL_MS" --timeout-s "$timeout" "${hargs[@]}" 2>"$T/sse-$key.err" || true)
+        --ramp "$PLAN_RAMP" --stall-ms "$BENCH_STALL_MS" --timeout-s "$timeout" "${hargs[@]}" 2>"$T/sse-$key.err" || true)
     local secs; secs=$(calc "$(date +%s.%N) - $t0" 2)
     local g1 m1 b1; g1=$([ ${#gwp[@]} -gt 0 ] && cpu_ticks "${gwp[@]}" || echo 0); m1=$(cpu_ticks "$MOCK_PID"); b1=$(machine_busy)
+    R[$key.ramp]=$PLAN_RAMP
+    R[$key.tokens]=$PLAN_TOKENS
     R[$key.mock_cpu]=$(calc "($m1 - $m0) * 100 / ($CLK_TCK * $secs)" 0)
     R[$key.busy_cpu]=$(calc "($b1 - $b0) * 100 / ($CLK_TCK * $secs)" 0)
-    if [ -z "$line" ]; then log "$key: sse_load gave no result: $(head -c 300 "$T/sse-$key.err")"; R[$key.ok]=0; return 0; fi
+    if [ -z "$line" ]; then log "$key: sse_load gave no result: $(head -c 300 "$T/sse-$key.err")"; R[$key.ok]=0; R[$key.stall_free]=0; return 0; fi
     for kv in $line; do R[$key.${kv%%=*}]=${kv#*=}; done
     R[$key.errors]=$(( ${R[$key.err_connect]} + ${R[$key.err_status]} + ${R[$key.err_io]} + ${R[$key.err_timeout]} + ${R[$key.err_incomplete]} ))
     R[$key.gw_cpu]=$(calc "($g1 - $g0) * 100 / ($CLK_TCK * $secs)" 0)
+    # CPU per SSE event received (µs): what each process spends to carry one event, start-up included
+    local ev=${R[$key.events]:-0}
+    if [ "$ev" -gt 0 ]; then
+        R[$key.mock_us_ev]=$(calc "($m1 - $m0) * 1e6 / $CLK_TCK / $ev" 1)
+        R[$key.load_us_ev]=$(calc "${R[$key.cpu_s]:-0} * 1e6 / $ev" 1)
+        if [ ${#gwp[@]} -gt 0 ]; then R[$key.gw_us_ev]=$(calc "($g1 - $g0) * 1e6 / $CLK_TCK / $ev" 1); fi
+    fi
     if [ ${#gwp[@]} -gt 0 ]; then R[$key.hwm_kb]=$(status_kb VmHWM "${gwp[@]}"); fi
-    log "$key: cpu gw ${R[$key.gw_cpu]}% mock ${R[$key.mock_cpu]}% machine ${R[$key.busy_cpu]}% of $((NCPU * 100))%"
+    log "$key: ramp $PLAN_RAMP/s, $PLAN_TOKENS tokens, all open ${R[$key.all_open_s]} s; cpu gw ${R[$key.gw_cpu]}% mock ${R[$key.mock_cpu]}% machine ${R[$key.busy_cpu]}% of $((NCPU * 100))%; µs/event gw ${R[$key.gw_us_ev]:-—} mock ${R[$key.mock_us_ev]:-—} sse_load ${R[$key.load_us_ev]:-—}"
     log "$key: ok ${R[$key.ok]}/$n, stall-free ${R[$key.stall_free]}, peak open ${R[$key.peak_open]}, TTFT p99 ${R[$key.ttft_p99]} ms, max gap p99 ${R[$key.gap_p99]} ms, errors ${R[$key.errors]}"
 }
 
@@ -643,25 +670,56 @@ phase_features() { # sluice only: what metrics, tracing and limits cost per requ
     stop_pid "$MOCK_PID"
 }
 
+# stream_run TARGET N: one stream run (fresh mock with the plan's tokens, fresh gateway), unless done already
+stream_run() {
+    local t=$1 n=$2
+    if [ -n "${R[$t.s$n.stall_free]:-}" ]; then return 0; fi
+    stream_plan "$n"
+    # the mock sits on the gateway's core for direct runs, else on the load generator's
+    local mcpu=$LOAD_CPU
+    if [ "$t" = direct ]; then mcpu=$GW_CPU; fi
+    start_mock "$mcpu" --itl-ms "$BENCH_ITL_MS" --tokens "$PLAN_TOKENS"
+    # A proxied stream holds two sockets in the gateway; one process cannot hold more than the
+    # open-file limit, so nginx and sluice then run two processes on the same core (Portkey cannot).
+    local procs=1
+    if [ $((2 * n + 256)) -gt "$FD_LIMIT" ] && [ "$t" != direct ] && [ "$t" != portkey ]; then procs=2; fi
+    R[$t.s$n.procs]=$procs
+    start_gw "$t" "$procs"
+    run_streams "$t.s$n" "$n"
+    stop_gw
+    stop_pid "$MOCK_PID"
+    sleep 1
+}
+
+stream_free() { # stream_free TARGET N: were all N streams stall-free?
+    [ "${R[$1.s$2.stall_free]:-0}" -ge "$2" ]
+}
+
 phase_streams() {
-    log "phase 3: concurrent SSE streams (${BENCH_STREAM_TOKENS} tokens every ${BENCH_ITL_MS} ms each)"
-    start_mock "$LOAD_CPU" --itl-ms "$BENCH_ITL_MS" --tokens "$BENCH_STREAM_TOKENS"
+    log "phase 3: concurrent SSE streams (tokens every ${BENCH_ITL_MS} ms, all open at once for ${BENCH_HOLD_S} s)"
+    local ladder; ladder=$(echo "$BENCH_STREAM_LADDER" | tr ' ' '\n' | sort -n | xargs)
     for t in $BENCH_TARGETS; do
         if [ "${R[$t.failed]:-0}" = 1 ]; then continue; fi
-        if [ "$t" = direct ]; then repin "$GW_CPU" "$MOCK_PID"; else repin "$LOAD_CPU" "$MOCK_PID"; fi
-        for n in $BENCH_STREAMS; do
-            # A proxied stream holds two sockets in the gateway; one process cannot hold more than the
-            # open-file limit, so nginx and sluice then run two processes on the same core (Portkey cannot).
-            local procs=1
-            if [ $((2 * n + 256)) -gt "$FD_LIMIT" ] && [ "$t" != direct ] && [ "$t" != portkey ]; then procs=2; fi
-            R[$t.s$n.procs]=$procs
-            start_gw "$t" "$procs"
-            run_streams "$t.s$n" "$n"
-            stop_gw
-            sleep 1
+        # the largest stall-free count: up the ladder from 1000 while every stream is stall-free,
+        # down from it when 1000 is not; each count is run once and also serves the table below
+        local best=0 tried="" n
+        for n in $ladder; do
+            [ "$n" -ge 1000 ] || continue
+            stream_run "$t" "$n"; tried="$tried $n"
+            if stream_free "$t" "$n"; then best=$n; else break; fi
         done
+        if [ "$best" = 0 ]; then
+            for n in $(echo "$ladder" | tr ' ' '\n' | sort -rn); do
+                [ "$n" -lt 1000 ] || continue
+                stream_run "$t" "$n"; tried="$tried $n"
+                if stream_free "$t" "$n"; then best=$n; break; fi
+            done
+        fi
+        R[$t.smax]=$best
+        R[$t.stried]=$(echo "$tried" | tr ' ' '\n' | sort -n | xargs)
+        log "$t: largest stall-free stream count $best (tried: ${R[$t.stried]})"
+        for n in $BENCH_STREAMS; do stream_run "$t" "$n"; done
     done
-    stop_pid "$MOCK_PID"
 }
 
 phase_json() {

@@ -14,7 +14,14 @@
  * A stream is "ok" when it answered 200 and its last event was `data: [DONE]`
  * or `event: message_stop` before the body ended; "stalled" when some gap
  * between two events exceeded --stall-ms. Output: one line of key=value
- * pairs on stdout (times in milliseconds), parsed by bench/run.sh.
+ * pairs on stdout (times in milliseconds), parsed by bench/run.sh; cpu_s is
+ * this process's own CPU time (user + system), so that run.sh can tell what
+ * one event costs the load generator. all_open_s is how long every stream
+ * was open at the same time (0: the first ones ended before the last ones
+ * started, so the count was never held at once). stall_at_p10/p50/p90: when
+ * (ms after the start) the stalled streams' largest gaps ended; close
+ * together means one pause of a whole process (or of the machine), not slow
+ * streams.
  *
  *   cc -O2 -o build/bench/sse_load bench/sse_load.c $(pkg-config --cflags --libs libuv) -lpthread
  *   sse_load --port 8080 --streams 1000 --body body.json [--path /v1/chat/completions]
@@ -30,6 +37,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <uv.h>
 
 #define MAX_HEADERS 16
@@ -57,6 +65,7 @@ typedef struct stream {
     bool event_nonempty, last_was_final;
     uint64_t t_sent, t_first, t_last; /* ns */
     uint64_t max_gap;                 /* ns */
+    uint64_t t_gap;                   /* ns: when the largest gap ended */
     uint64_t events;
     char head[HEAD_CAP];
     size_t head_len;
@@ -71,6 +80,7 @@ typedef struct loop_ctx {
     size_t n, next, finished;
     uint64_t t_start;
     int open_now, open_peak;
+    uint64_t t_all_open, t_first_close; /* ns: when open_now reached n; when the first stream ended */
     uint64_t errors_connect, errors_status, errors_io, errors_timeout, errors_incomplete;
 } loop_ctx;
 
@@ -109,7 +119,10 @@ static void finish(stream *s, bool ok)
 {
     if (s->st == ST_DONE) return;
     loop_ctx *c = s->ctx;
-    if (s->open_counted) c->open_now--;
+    if (s->open_counted) {
+        c->open_now--;
+        if (!c->t_first_close) c->t_first_close = uv_hrtime();
+    }
     s->st = ST_DONE;
     s->ok = ok;
     c->finished++;
@@ -128,7 +141,7 @@ static void event_end(stream *s, uint64_t now)
     s->event_nonempty = false;
     s->events++;
     if (s->events == 1) s->t_first = now;
-    else if (now - s->t_last > s->max_gap) s->max_gap = now - s->t_last;
+    else if (now - s->t_last > s->max_gap) s->max_gap = now - s->t_last, s->t_gap = now;
     s->t_last = now;
     s->final_seen = s->last_was_final;
 }
@@ -374,6 +387,7 @@ static void on_connect(uv_connect_t *req, int status)
     s->st = ST_HEAD;
     s->open_counted = true;
     if (++c->open_now > c->open_peak) c->open_peak = c->open_now;
+    if ((size_t)c->open_now == c->n && !c->t_all_open) c->t_all_open = uv_hrtime();
     s->write_req.data = s;
     uv_buf_t b = uv_buf_init(request, (unsigned)request_len);
     s->t_sent = uv_hrtime();
@@ -480,18 +494,32 @@ static double pct_ms(uint64_t *v, size_t n, double p)
     return (double)v[i] / 1e6;
 }
 
+/* This process's CPU time so far (user + system), in seconds. */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru)) return 0;
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static void report(double wall_s)
 {
     size_t total = 0, ok = 0, stalled = 0, nt = 0;
     uint64_t events = 0, errs[5] = {0};
     int peak = 0;
+    double all_open_s = -1; /* the shortest over the threads */
     uint64_t *ttft = malloc(sizeof(uint64_t) * opt.streams);
     uint64_t *gap = malloc(sizeof(uint64_t) * opt.streams);
-    if (!ttft || !gap) die("out of memory");
+    uint64_t *gap_at = malloc(sizeof(uint64_t) * opt.streams); /* when stalled streams' largest gaps ended */
+    size_t ngat = 0;
+    if (!ttft || !gap || !gap_at) die("out of memory");
     uint64_t stall_ns = (uint64_t)(opt.stall_ms * 1e6);
     for (int t = 0; t < opt.threads; t++) {
         loop_ctx *c = &ctxs[t];
         peak += c->open_peak; /* upper bound: the threads' peaks need not coincide */
+        double held = c->t_all_open && c->t_first_close > c->t_all_open
+                          ? (double)(c->t_first_close - c->t_all_open) / 1e9 : 0;
+        if (all_open_s < 0 || held < all_open_s) all_open_s = held;
         errs[0] += c->errors_connect, errs[1] += c->errors_status, errs[2] += c->errors_io;
         errs[3] += c->errors_timeout, errs[4] += c->errors_incomplete;
         for (size_t i = 0; i < c->n; i++) {
@@ -501,18 +529,23 @@ static void report(double wall_s)
             if (s->events) ttft[nt] = s->t_first - s->t_sent, gap[nt] = s->max_gap, nt++;
             if (!s->ok) continue;
             ok++;
-            if (s->max_gap > stall_ns) stalled++;
+            if (s->max_gap > stall_ns) stalled++, gap_at[ngat++] = s->t_gap - c->t_start;
         }
     }
     qsort(ttft, nt, sizeof *ttft, cmp_u64);
     qsort(gap, nt, sizeof *gap, cmp_u64);
+    qsort(gap_at, ngat, sizeof *gap_at, cmp_u64);
     printf("streams=%zu ok=%zu stalled=%zu stall_free=%zu peak_open=%d events=%llu "
            "ttft_p50=%.2f ttft_p99=%.2f ttft_max=%.2f gap_p50=%.2f gap_p99=%.2f gap_max=%.2f "
-           "err_connect=%llu err_status=%llu err_io=%llu err_timeout=%llu err_incomplete=%llu wall_s=%.1f\n",
+           "err_connect=%llu err_status=%llu err_io=%llu err_timeout=%llu err_incomplete=%llu wall_s=%.1f "
+           "cpu_s=%.3f all_open_s=%.2f stall_at_p10=%.0f stall_at_p50=%.0f stall_at_p90=%.0f\n",
            total, ok, stalled, ok - stalled, peak, (unsigned long long)events, pct_ms(ttft, nt, 50),
            pct_ms(ttft, nt, 99), nt ? (double)ttft[nt - 1] / 1e6 : 0, pct_ms(gap, nt, 50), pct_ms(gap, nt, 99),
            nt ? (double)gap[nt - 1] / 1e6 : 0, (unsigned long long)errs[0], (unsigned long long)errs[1],
-           (unsigned long long)errs[2], (unsigned long long)errs[3], (unsigned long long)errs[4], wall_s);
+           (unsigned long long)errs[2], (unsigned long long)errs[3], (unsigned long long)errs[4], wall_s,
+           cpu_seconds(), all_open_s < 0 ? 0 : all_open_s, pct_ms(gap_at, ngat, 10), pct_ms(gap_at, ngat, 50),
+           pct_ms(gap_at, ngat, 90));
+    free(gap_at);
     free(ttft);
     free(gap);
 }

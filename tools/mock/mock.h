@@ -8,7 +8,12 @@
  *                            parses the body and renders the whole answer up
  *                            front into a "run": one buffer cut into pieces
  *                            (PRE pieces go with the head, one TOK piece per
- *                            output token, POST pieces after the last token)
+ *                            output token, POST pieces after the last token).
+ *                            Text streams (OpenAI chat, Anthropic) keep their
+ *                            tokens lazy instead: one token event is rendered
+ *                            as a template and each token is filled in as it
+ *                            is sent, so a stream costs the same to start and
+ *                            to hold whatever its length (sl_mock_lazy_tokens)
  *   admission (sl_mock_admit) the hook where an inference-server scheduler
  *                            (queueing, batching, prefix cache) will sit; today
  *                            it starts the run at once
@@ -129,6 +134,12 @@ typedef struct sl_mock_run {
     sl_mock_piece *pieces;
     size_t npieces, cap_pieces;
     size_t ntok;          /* TOK pieces (streams) or output tokens (whole bodies) */
+    /* lazy tokens (sl_mock_lazy_tokens): token i is tpl[0, tpl_at) + escaped ltok[i] + tpl[tpl_at, len) */
+    bool lazy;
+    const sl_str *ltok;
+    sl_buf tpl, tokbuf;
+    size_t tpl_at;
+    uint64_t tok_t0;      /* loop time (ms) token 1 was due: token k is due at tok_t0 + (k - 1) * itl */
     sl_buf fault;         /* event bytes for fail-mode "event" */
     const char *malformed;
     int32_t open_piece;   /* piece being written, -1 none */
@@ -159,6 +170,14 @@ int sl_mock_piece_end(sl_mock_run *r);
 /* Appends `[event: NAME\n]data: ` + json + sse_end as its own piece (or into the open piece). */
 int sl_mock_sse(sl_mock_run *r, sl_mock_piece_kind kind, const char *event, sl_str json);
 int sl_mock_add_header(sl_mock_run *r, const char *name, sl_str value);
+/* The text a builder renders into one token event to make the lazy template; JSON writes it as \u0001. */
+#define SL_MOCK_TOKEN_MARK "\x01"
+/*
+ * Turns the last piece (a TOK event rendered with SL_MOCK_TOKEN_MARK as its text) into the template for
+ * n lazy tokens tok[0..n) (they must outlive the run: hx arena or static). Call between the PRE and the
+ * POST pieces. The bytes sent are the same as n TOK pieces rendered up front.
+ */
+int sl_mock_lazy_tokens(sl_mock_run *r, const sl_str *tok, size_t n);
 /* Renders an error answer in the run's protocol (no ttft, no faults). Always returns 0. */
 int sl_mock_plan_error(sl_mock_run *r, int status, const char *msg);
 /* Renders a whole JSON body answer. */
@@ -222,7 +241,7 @@ int sl_mock_split_words(sl_str s, sl_arena *a, sl_str **out, size_t *n);
 int sl_mock_split_fragments(sl_str s, sl_arena *a, sl_str **out, size_t *n);
 /* Prompt token estimate: (text bytes + 3) / 4 + 4 * messages. */
 uint64_t sl_mock_prompt_tokens(uint64_t text_bytes, uint64_t messages);
-/* Adds the decoded byte length of string token t, or of every "text" string in an array of parts. */
+/* The decoded byte length of string token t, or of every "text" string in an array of parts (counted, not decoded: a is unused, kept for callers). */
 uint64_t sl_mock_content_bytes(const sl_json_doc *d, int t, sl_arena *a);
 /* Arguments for a tool call from its JSON schema ("parameters" / "input_schema"); "{}" if none. */
 int sl_mock_tool_args(const sl_json_doc *d, int schema, sl_arena *a, sl_str *out);

@@ -172,7 +172,9 @@ static int stream(msg *m, const sl_mock_text *txt, const sl_mock_tool *t)
         if (!rc) rc = sl_mock_split_fragments(t->args, &m->r->hx->arena, &frag, &n);
         for (size_t i = 0; i < n && !rc; i++) rc = delta(m, frag[i], true);
     } else {
-        for (size_t i = 0; i < txt->n && !rc; i++) rc = delta(m, txt->tok[i], false);
+        /* one token event as the template; the tokens are put in as they are sent (sl_mock_lazy_tokens) */
+        if (!rc && txt->n) rc = delta(m, SL_STR(SL_MOCK_TOKEN_MARK), false);
+        if (!rc && txt->n) rc = sl_mock_lazy_tokens(m->r, txt->tok, txt->n);
     }
     w = ev_begin(m, "content_block_stop");
     sl_jw_key(&w, "index");

@@ -123,22 +123,59 @@ int sl_mock_tool_settle(sl_str want, sl_mock_tool *t)
 
 uint64_t sl_mock_prompt_tokens(uint64_t text_bytes, uint64_t messages) { return (text_bytes + 3) / 4 + 4 * messages; }
 
-static uint64_t str_bytes(const sl_json_doc *d, int t, sl_arena *a)
+static unsigned hex_digit(unsigned char c)
 {
-    sl_str s;
-    if (!d->toks[t].has_escape) return sl_json_str_raw(d, t).n;
-    return sl_json_str(d, t, a, &s) == 0 ? s.n : sl_json_str_raw(d, t).n;
+    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+/*
+ * The decoded byte length of a string token, counted over its raw text
+ * without decoding it (prompt estimates only need the length; decoding a
+ * 256 KB prompt would copy it once more). The reader has checked the escapes:
+ * \uXXXX is 1-3 UTF-8 bytes, a surrogate pair (12 raw bytes) 4, any other
+ * escape 1, exactly what sl_json_str() would produce.
+ */
+static uint64_t str_bytes(const sl_json_doc *d, int t)
+{
+    sl_str raw = sl_json_str_raw(d, t);
+    if (!d->toks[t].has_escape) return raw.n;
+    const unsigned char *p = (const unsigned char *)raw.p, *end = p + raw.n;
+    uint64_t n = 0;
+    while (p < end) {
+        const unsigned char *q = memchr(p, '\\', (size_t)(end - p));
+        if (!q) {
+            n += (uint64_t)(end - p);
+            break;
+        }
+        n += (uint64_t)(q - p);
+        if (end - q < 2) break;
+        if (q[1] != 'u' || end - q < 6) {
+            n += 1;
+            p = q + 2;
+            continue;
+        }
+        unsigned cp = hex_digit(q[2]) << 12 | hex_digit(q[3]) << 8 | hex_digit(q[4]) << 4 | hex_digit(q[5]);
+        p = q + 6;
+        if (cp >= 0xD800 && cp <= 0xDBFF && end - p >= 6 && p[0] == '\\' && p[1] == 'u') {
+            n += 4;
+            p += 6;
+        } else {
+            n += cp < 0x80 ? 1 : cp < 0x800 ? 2 : 3;
+        }
+    }
+    return n;
 }
 
 uint64_t sl_mock_content_bytes(const sl_json_doc *d, int t, sl_arena *a)
 {
+    (void)a;
     if (t < 0) return 0;
     sl_json_type ty = sl_json_type_of(d, t);
-    if (ty == SL_JSON_STRING) return str_bytes(d, t, a);
+    if (ty == SL_JSON_STRING) return str_bytes(d, t);
     if (ty == SL_JSON_OBJECT) {
         /* a content part: its "text", or (tool results) its nested "content" */
         int txt = sl_json_obj_get(d, t, "text");
-        if (txt >= 0 && sl_json_type_of(d, txt) == SL_JSON_STRING) return str_bytes(d, txt, a);
+        if (txt >= 0 && sl_json_type_of(d, txt) == SL_JSON_STRING) return str_bytes(d, txt);
         int c = sl_json_obj_get(d, t, "content");
         return c >= 0 && sl_json_type_of(d, c) != SL_JSON_OBJECT ? sl_mock_content_bytes(d, c, a) : 0;
     }

@@ -189,7 +189,9 @@ static int chat_stream(chat *c, const sl_mock_text *txt, const sl_mock_tool *too
             if (!rc) rc = sl_mock_piece_end(r);
         }
     } else {
-        for (size_t i = 0; i < txt->n && !rc; i++) rc = chunk(c, SL_MOCK_TOK, delta_text(c, txt->tok[i]), NULL);
+        /* one token event as the template; the tokens are put in as they are sent (sl_mock_lazy_tokens) */
+        if (!rc && txt->n) rc = chunk(c, SL_MOCK_TOK, delta_text(c, SL_STR(SL_MOCK_TOKEN_MARK)), NULL);
+        if (!rc && txt->n) rc = sl_mock_lazy_tokens(r, txt->tok, txt->n);
     }
     if (!rc) rc = chunk(c, SL_MOCK_POST, SL_STR("{}"), finish);
     if (!rc && c->include_usage) rc = chunk(c, SL_MOCK_POST, SL_STR_NULL, NULL);

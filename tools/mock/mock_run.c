@@ -2,10 +2,19 @@
  * mock_run.c: plays a rendered answer out on the exchange.
  *
  * Timeline of a stream: [delay] head + PRE pieces, [ttft] token 1, [itl]
- * token 2, ..., POST pieces right after the last token, finish. With itl 0 the
- * tokens go out in batches of about 64 KiB, pausing whenever the server's
- * output backlog is above its high-water mark until on_drain. A whole-body
- * answer waits delay + ttft + itl * tokens and is sent in one write.
+ * token 2, ..., POST pieces right after the last token, finish. Token k is
+ * due at a fixed time, ttft + (k - 1) * itl after the head, not itl after
+ * the previous timer fired: a loop that falls behind (thousands of streams)
+ * sends each late stream's overdue tokens in one write and the streams keep
+ * the phases they started with, instead of all waking on the same tick after
+ * the delay. With itl 0 the tokens go out in batches of about 64 KiB,
+ * pausing whenever the server's output backlog is above its high-water mark
+ * until on_drain. A whole-body answer waits delay + ttft + itl * tokens and
+ * is sent in one write.
+ *
+ * Lazy tokens (text streams): the TOK events are not rendered up front; each
+ * is the builder's template with the token's escaped text put in, rendered
+ * into tokbuf as it is sent.
  *
  * fail-after N: when N tokens have gone out (N may equal the token count:
  * then the fault replaces the closing events) the fault mode decides the end:
@@ -80,11 +89,41 @@ int sl_mock_add_header(sl_mock_run *r, const char *name, sl_str value)
     return SL_OK;
 }
 
+int sl_mock_lazy_tokens(sl_mock_run *r, const sl_str *tok, size_t n)
+{
+    if (r->open_piece >= 0 || r->npieces == 0 || r->pieces[r->npieces - 1].kind != SL_MOCK_TOK) return SL_EINVAL;
+    const sl_mock_piece *p = &r->pieces[r->npieces - 1];
+    sl_str ev = {r->data.p + p->off, p->len};
+    static const sl_str mark = SL_STR("\\u0001"); /* SL_MOCK_TOKEN_MARK as JSON writes it */
+    size_t at = ev.n;
+    /* the last one: the text is the last variable field of a token event (a model name could hold one too) */
+    for (size_t i = ev.n >= mark.n ? ev.n - mark.n + 1 : 0; i-- > 0;) {
+        if (memcmp(ev.p + i, mark.p, mark.n) == 0) {
+            at = i;
+            break;
+        }
+    }
+    if (at == ev.n) return SL_EINVAL;
+    sl_buf_clear(&r->tpl);
+    int rc = sl_buf_append(&r->tpl, ev.p, at);
+    if (!rc) rc = sl_buf_append(&r->tpl, ev.p + at + mark.n, ev.n - at - mark.n);
+    if (rc) return rc;
+    r->tpl_at = at;
+    r->data.len = p->off; /* drop the template's piece */
+    r->data.p[r->data.len] = '\0';
+    r->npieces--;
+    r->ntok = n;
+    r->ltok = tok;
+    r->lazy = true;
+    return SL_OK;
+}
+
 int sl_mock_plan_error(sl_mock_run *r, int status, const char *msg)
 {
     sl_buf_clear(&r->data);
     r->npieces = 0;
     r->ntok = 0;
+    r->lazy = false;
     r->open_piece = -1;
     r->stream = false;
     r->is_error = true;
@@ -119,6 +158,8 @@ static void run_free(uv_handle_t *h)
     sl_mock_run *r = h->data;
     sl_buf_free(&r->data);
     sl_buf_free(&r->fault);
+    sl_buf_free(&r->tpl);
+    sl_buf_free(&r->tokbuf);
     sl_free(r->pieces);
     sl_free(r);
 }
@@ -187,6 +228,8 @@ sl_mock_run *sl_mock_run_new(sl_hx *hx, const sl_mock_opts *o)
     r->content_type = "application/json";
     sl_buf_init(&r->data, SL_MOCK_MAX_OUT);
     sl_buf_init(&r->fault, 64u * 1024u);
+    sl_buf_init(&r->tpl, 1u << 20);
+    sl_buf_init(&r->tokbuf, SL_MOCK_MAX_OUT);
     uv_timer_init(hx->loop, &r->timer);
     r->timer.data = r;
     hx->data = r;
@@ -308,10 +351,66 @@ static void start_stream(sl_mock_run *r)
     if (!r->aborted) write_pieces(r, 0, pre);
     r->next = pre;
     r->phase = PH_TOKENS;
+    r->tok_t0 = uv_now(r->timer.loop) + r->k.ttft_ms;
     arm(r, r->k.ttft_ms);
 }
 
-/* Writes tokens (one per timer tick, or batches when itl is 0) until a wait, a fault or the end. */
+/* Renders lazy tokens [from, to) into tokbuf and writes them in one go; false (connection reset) on failure. */
+static bool write_lazy(sl_mock_run *r, size_t from, size_t to)
+{
+    sl_buf *b = &r->tokbuf;
+    sl_buf_clear(b);
+    int rc = SL_OK;
+    for (size_t i = from; i < to && !rc; i++) {
+        rc = sl_buf_append(b, r->tpl.p, r->tpl_at);
+        if (!rc) rc = sl_json_escape(b, r->ltok[i]);
+        if (!rc) rc = sl_buf_append(b, r->tpl.p + r->tpl_at, r->tpl.len - r->tpl_at);
+    }
+    if (rc) { /* out of memory or over the cap: end the stream the way a dying upstream would */
+        sl_mock_reset_conn(r);
+        return false;
+    }
+    sl_hx_write(r->hx, b->p, b->len);
+    return true;
+}
+
+/* Sends tokens tok_sent .. tok_sent + count - 1. */
+static bool send_tokens(sl_mock_run *r, size_t count)
+{
+    if (r->lazy) {
+        if (!write_lazy(r, r->tok_sent, r->tok_sent + count)) return false;
+    } else {
+        write_pieces(r, r->next, r->next + count);
+        r->next += count;
+    }
+    r->tok_sent += count;
+    return true;
+}
+
+/* Bytes token i takes on the wire (for batching with itl 0). */
+static size_t token_bytes(const sl_mock_run *r, size_t i)
+{
+    return r->lazy ? r->tpl.len + r->ltok[i].n : r->pieces[r->next + (i - r->tok_sent)].len;
+}
+
+/* How many tokens go out now (limit > tok_sent): with itl 0 a batch of about BATCH_BYTES, else every token due. */
+static size_t tokens_now(const sl_mock_run *r, uint64_t limit)
+{
+    size_t n = 1;
+    if (r->k.itl_ms == 0) {
+        size_t bytes = token_bytes(r, r->tok_sent);
+        while (r->tok_sent + n < limit && bytes < BATCH_BYTES) bytes += token_bytes(r, r->tok_sent + n++);
+        return n;
+    }
+    uint64_t now = uv_now(r->timer.loop);
+    if (now > r->tok_t0) {
+        uint64_t due = (now - r->tok_t0) / r->k.itl_ms + 1; /* tokens due by now, in all */
+        if (due > r->tok_sent + n) n = (size_t)(SL_MIN(due, limit) - r->tok_sent);
+    }
+    return n;
+}
+
+/* Writes tokens (when due, or batches when itl is 0) until a wait, a fault or the end. */
 static void pump(sl_mock_run *r)
 {
     while (!r->aborted && !r->done) {
@@ -329,18 +428,14 @@ static void pump(sl_mock_run *r)
             sl_hx_on_drain(r->hx, drain_cb, r);
             return;
         }
-        size_t end = r->next + 1;
-        if (r->k.itl_ms == 0) {
-            uint64_t limit = r->k.fail_after >= 0 ? SL_MIN((uint64_t)r->k.fail_after, r->ntok) : r->ntok;
-            size_t bytes = r->pieces[r->next].len;
-            while (r->tok_sent + (end - r->next) < limit && bytes < BATCH_BYTES) bytes += r->pieces[end++].len;
-        }
-        write_pieces(r, r->next, end);
-        r->tok_sent += end - r->next;
-        r->next = end;
+        uint64_t limit = r->k.fail_after >= 0 ? SL_MIN((uint64_t)r->k.fail_after, r->ntok) : r->ntok;
+        if (!send_tokens(r, tokens_now(r, limit > r->tok_sent ? limit : r->tok_sent + 1))) return;
         if (r->k.itl_ms && r->tok_sent < r->ntok) {
-            arm(r, r->k.itl_ms);
-            return;
+            uint64_t due = r->tok_t0 + r->tok_sent * r->k.itl_ms, now = uv_now(r->timer.loop);
+            if (due > now) {
+                arm(r, due - now);
+                return;
+            }
         }
     }
 }
