@@ -124,20 +124,6 @@ static void on_client_drain(sl_hx *hx, void *arg)
     }
 }
 
-static int write_event(sl_gw_req *r, sl_str event, sl_str data)
-{
-    sl_buf out;
-    sl_buf_init(&out, 0);
-    int rc = sl_sse_write(&out, event, data);
-    if (!rc) {
-        if (!r->rec.first_byte_ns) r->rec.first_byte_ns = uv_hrtime();
-        rc = sl_hx_write(r->hx, out.p, out.len);
-        if (rc == SL_ECLOSED) r->client_gone = true;
-    }
-    sl_buf_free(&out);
-    return rc;
-}
-
 static int forward_openai_chunk_parsed(sl_gw_req *r, sl_str event, sl_str data, sl_arena *a);
 
 /* The public model name as a JSON string, made once per request (every rewritten chunk uses it). */
@@ -153,6 +139,8 @@ static sl_str public_model_json(sl_gw_req *r)
 typedef struct {
     sl_arena a;
     bool busy;
+    sl_buf out;    /* an event being written: reused, so an event costs no malloc */
+    bool out_busy;
 } chunk_scratch;
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
@@ -161,6 +149,7 @@ static bool scratch_key_ok;
 static void scratch_destroy(void *p)
 {
     sl_arena_free(&((chunk_scratch *)p)->a);
+    sl_buf_free(&((chunk_scratch *)p)->out);
     sl_free(p);
 }
 static void scratch_key_init(void) { scratch_key_ok = pthread_key_create(&scratch_key, scratch_destroy) == 0; }
@@ -178,6 +167,37 @@ static chunk_scratch *thread_scratch(void)
     }
     return s;
 }
+
+#define SL_EVENT_BUF_KEEP (64u << 10) /* a thread keeps an event buffer up to this size between events */
+
+/* Writes one SSE event whose data is parts[0..n) joined, through the thread's reusable buffer. */
+static int write_event_parts(sl_gw_req *r, sl_str event, const sl_str *parts, size_t n)
+{
+    chunk_scratch *s = thread_scratch();
+    sl_buf local, *out = &local;
+    if (s && !s->out_busy) { /* (busy only if sl_hx_write ever called back into here) */
+        out = &s->out;
+        s->out_busy = true;
+        sl_buf_clear(out);
+    } else {
+        sl_buf_init(&local, 0);
+    }
+    int rc = sl_sse_write_parts(out, event, parts, n);
+    if (!rc) {
+        if (!r->rec.first_byte_ns) r->rec.first_byte_ns = uv_hrtime();
+        rc = sl_hx_write(r->hx, out->p, out->len);
+        if (rc == SL_ECLOSED) r->client_gone = true;
+    }
+    if (out == &local) {
+        sl_buf_free(&local);
+    } else {
+        s->out_busy = false;
+        if (s->out.cap > SL_EVENT_BUF_KEEP) sl_buf_free(&s->out);
+    }
+    return rc;
+}
+
+static int write_event(sl_gw_req *r, sl_str event, sl_str data) { return write_event_parts(r, event, &data, 1); }
 
 typedef int (*chunk_fn)(sl_gw_req *r, sl_str event, sl_str data, sl_arena *a);
 
@@ -200,12 +220,40 @@ static inline int with_scratch(sl_gw_req *r, sl_str event, sl_str data, chunk_fn
     return rc;
 }
 
-/* Rewrites the model name in one OpenAI chunk, notes usage, and drops the usage-only chunk if unwanted. */
+/* The usage object of a chunk (data is just that object): counted for the request. */
+static int note_usage(sl_gw_req *r, sl_str event, sl_str data, sl_arena *a)
+{
+    (void)event;
+    sl_json_doc d;
+    if (sl_json_parse(&d, data.p, data.n, a, NULL, NULL) == SL_OK) sl_oai_usage_decode(&d, 0, &r->rec.usage);
+    return SL_OK;
+}
+
+/*
+ * Rewrites the model name in one OpenAI chunk, notes usage, and drops the
+ * usage-only chunk if unwanted. Chat and completions chunks have what matters
+ * at the top level, so sl_json_top_members finds it without tokenizing the
+ * chunk (the same validation and last-key-wins as the parse), and the new
+ * name goes straight into the event written: no spliced copy. The Responses
+ * API (one level down) and a top-level key with an escape take the parse.
+ */
 static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
 {
-    bool has_usage = memmem(data.p, data.n, "\"usage\"", 7) != NULL;
-    if (!has_usage && !need_model_rewrite(r)) return write_event(r, event, data);
-    return with_scratch(r, event, data, forward_openai_chunk_parsed);
+    bool rewrite = need_model_rewrite(r);
+    if (!rewrite && !memmem(data.p, data.n, "\"usage\"", 7)) return write_event(r, event, data);
+    if (r->api == SL_API_RESPONSES) return with_scratch(r, event, data, forward_openai_chunk_parsed);
+    sl_json_member m[3] = {{.key = "model"}, {.key = "usage"}, {.key = "choices"}};
+    int rc = sl_json_top_members(data.p, data.n, m, SL_ARRAY_LEN(m));
+    if (rc == SL_EAGAIN) return with_scratch(r, event, data, forward_openai_chunk_parsed);
+    if (rc) return write_event(r, event, data); /* not ours to judge: pass it on */
+    if (m[1].found && m[1].type == SL_JSON_OBJECT) {
+        with_scratch(r, event, (sl_str){data.p + m[1].start, m[1].end - m[1].start}, note_usage);
+        bool usage_only = !m[2].found || (m[2].type == SL_JSON_ARRAY && m[2].empty);
+        if (r->api == SL_API_CHAT && usage_only && !r->caller_wants_usage) return SL_OK;
+    }
+    if (!m[0].found || !rewrite) return write_event(r, event, data);
+    sl_str parts[3] = {{data.p, m[0].start}, public_model_json(r), {data.p + m[0].end, data.n - m[0].end}};
+    return write_event_parts(r, event, parts, 3);
 }
 
 /* ---- what telemetry wants from the fast path (only for a recorded span or logged content) */

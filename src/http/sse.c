@@ -165,10 +165,23 @@ static int materialise(sl_sse_parser *p)
     return SL_OK;
 }
 
-static size_t find_eol(const char *buf, size_t i, size_t n)
+/*
+ * The first CR or LF at or after i (n if none). Streams use LF: one memchr
+ * (vectorised) finds it, and a second memchr over the line only checks that no
+ * CR comes earlier; a byte loop here was the parser's main cost. *lf caches
+ * the next LF at or after i (SIZE_MAX: not looked for yet), so that a CR-only
+ * stream does not search the rest of the chunk again for every line.
+ */
+static size_t find_eol(const char *buf, size_t i, size_t n, size_t *lf)
 {
-    while (i < n && buf[i] != '\n' && buf[i] != '\r') i++;
-    return i;
+    if (i >= n) return n;
+    if (*lf == SIZE_MAX || *lf < i) {
+        const char *q = memchr(buf + i, '\n', n - i);
+        *lf = q ? (size_t)(q - buf) : n;
+    }
+    size_t j = *lf;
+    const char *cr = j > i ? memchr(buf + i, '\r', j - i) : NULL;
+    return cr ? (size_t)(cr - buf) : j;
 }
 
 int sl_sse_feed(sl_sse_parser *p, const char *buf, size_t n, sl_sse_event_cb on_event, void *ud)
@@ -180,8 +193,9 @@ int sl_sse_feed(sl_sse_parser *p, const char *buf, size_t n, sl_sse_event_cb on_
         p->cr_pending = false;
         if (buf[0] == '\n') i = 1; /* the LF of a CRLF split across chunks */
     }
+    size_t lf = SIZE_MAX;
     while (i < n && !rc) {
-        size_t j = find_eol(buf, i, n);
+        size_t j = find_eol(buf, i, n, &lf);
         if (j == n) {
             rc = keep_partial(p, buf + i, n - i);
             break;
@@ -222,9 +236,9 @@ static bool has_line_end(sl_str s) { return s.n && (memchr(s.p, '\n', s.n) || me
 
 static int write_data_lines(sl_buf *out, sl_str data)
 {
-    size_t i = 0;
+    size_t i = 0, lf = SIZE_MAX;
     for (;;) {
-        size_t j = find_eol(data.p, i, data.n);
+        size_t j = find_eol(data.p, i, data.n, &lf);
         int rc = sl_buf_append(out, j > i ? "data: " : "data:", j > i ? 6 : 5);
         if (!rc) rc = sl_buf_append(out, data.p + i, j - i);
         if (!rc) rc = sl_buf_append(out, "\n", 1);
@@ -235,10 +249,9 @@ static int write_data_lines(sl_buf *out, sl_str data)
     }
 }
 
-int sl_sse_write(sl_buf *out, sl_str event, sl_str data)
+/* The general case: data with line ends becomes several data lines. */
+static int write_split(sl_buf *out, sl_str event, sl_str data)
 {
-    if (has_line_end(event)) return SL_EINVAL;
-    size_t mark = out->len;
     int rc = SL_OK;
     if (event.n) {
         rc = sl_buf_append(out, "event: ", 7);
@@ -247,10 +260,64 @@ int sl_sse_write(sl_buf *out, sl_str event, sl_str data)
     }
     if (!rc) rc = write_data_lines(out, data);
     if (!rc) rc = sl_buf_append(out, "\n", 1);
+    return rc;
+}
+
+static inline char *put(char *o, const char *s, size_t n)
+{
+    if (n) memcpy(o, s, n);
+    return o + n;
+}
+
+/* The usual case, data on one line: the event's size is known, so one reservation and plain copies. */
+static int write_one_line(sl_buf *out, sl_str event, const sl_str *parts, size_t nparts, size_t total)
+{
+    size_t need = (event.n ? event.n + 8 : 0) + (total ? 6 : 5) + total + 2;
+    if (need < total) return SL_ELIMIT;
+    int rc = sl_buf_reserve(out, need);
+    if (rc) return rc;
+    char *o = out->p + out->len;
+    if (event.n) {
+        o = put(o, "event: ", 7);
+        o = put(o, event.p, event.n);
+        *o++ = '\n';
+    }
+    o = put(o, "data: ", total ? 6 : 5);
+    for (size_t i = 0; i < nparts; i++) o = put(o, parts[i].p, parts[i].n);
+    o = put(o, "\n\n", 2);
+    out->len = (size_t)(o - out->p);
+    return SL_OK;
+}
+
+int sl_sse_write_parts(sl_buf *out, sl_str event, const sl_str *parts, size_t nparts)
+{
+    if (has_line_end(event)) return SL_EINVAL;
+    size_t mark = out->len, total = 0;
+    bool lines = false;
+    for (size_t i = 0; i < nparts; i++) {
+        if (parts[i].n > SIZE_MAX / 2 - total) return SL_ELIMIT;
+        total += parts[i].n;
+        lines = lines || has_line_end(parts[i]);
+    }
+    int rc;
+    if (!lines) {
+        rc = write_one_line(out, event, parts, nparts, total);
+    } else if (nparts == 1) {
+        rc = write_split(out, event, parts[0]);
+    } else { /* rare: a multi-line document being edited; join it first */
+        sl_buf joined;
+        sl_buf_init(&joined, 0);
+        rc = SL_OK;
+        for (size_t i = 0; i < nparts && !rc; i++) rc = sl_buf_append_str(&joined, parts[i]);
+        if (!rc) rc = write_split(out, event, sl_buf_str(&joined));
+        sl_buf_free(&joined);
+    }
     if (rc) out->len = mark; /* all or nothing: a half event would corrupt the stream */
     if (out->p) out->p[out->len] = '\0';
     return rc;
 }
+
+int sl_sse_write(sl_buf *out, sl_str event, sl_str data) { return sl_sse_write_parts(out, event, &data, 1); }
 
 int sl_sse_write_comment(sl_buf *out, sl_str text)
 {

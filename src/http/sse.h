@@ -87,6 +87,13 @@ void sl_sse_free(sl_sse_parser *p);
  */
 int sl_sse_write(sl_buf *out, sl_str event, sl_str data);
 
+/*
+ * As sl_sse_write, with the data given as pieces written one after another
+ * (e.g. a chunk with its model name replaced, written without joining it
+ * first). Same output as sl_sse_write of the concatenation.
+ */
+int sl_sse_write_parts(sl_buf *out, sl_str event, const sl_str *parts, size_t nparts);
+
 /* Appends a comment line block (": text\n\n"), e.g. as a keep-alive; text must not hold CR or LF. */
 int sl_sse_write_comment(sl_buf *out, sl_str text);
 

@@ -63,6 +63,27 @@ typedef struct sl_json_limits {
 int sl_json_parse(sl_json_doc *doc, const char *src, size_t len, sl_arena *a, const sl_json_limits *lim,
                   size_t *err_off);
 
+/*
+ * A cheaper look at a document whose top level is an object, for code that
+ * only wants a few of its members (a stream chunk's "model" and "usage"):
+ * the same validation as sl_json_parse with default limits, but no tokens.
+ * m[i].key are plain names (nothing that needs escaping); on SL_OK each m[i]
+ * says whether a top-level member has that name and, if so, the value's span
+ * and type: the LAST such member, as sl_json_obj_get finds it.
+ * Returns SL_OK for a valid object; SL_EPARSE or SL_ELIMIT (too deep) where
+ * sl_json_parse fails, SL_EINVAL for a valid document that is not an object,
+ * and SL_EAGAIN when a top-level key holds an escape (then use sl_json_parse,
+ * which compares keys unescaped).
+ */
+typedef struct sl_json_member {
+    const char *key;     /* in */
+    bool found;          /* out: the rest is set only when found */
+    bool empty;          /* an array or object with no members */
+    sl_json_type type;
+    uint32_t start, end; /* the value's span (a string's covers its quotes) */
+} sl_json_member;
+int sl_json_top_members(const char *src, size_t len, sl_json_member *m, size_t nm);
+
 /* Index helpers. The root is token 0. -1 means "absent". */
 static inline sl_json_type sl_json_type_of(const sl_json_doc *d, int t) { return (sl_json_type)d->toks[t].type; }
 static inline sl_str sl_json_raw(const sl_json_doc *d, int t) /* the value's exact source text */

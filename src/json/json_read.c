@@ -312,3 +312,136 @@ int sl_json_parse(sl_json_doc *doc, const char *src, size_t len, sl_arena *a, co
     doc->ntoks = j.ntoks;
     return SL_OK;
 }
+
+/* ---- sl_json_top_members: parse_doc's walk without tokens ---- */
+
+static sl_json_type type_at(unsigned c)
+{
+    switch (c) {
+    case '"': return SL_JSON_STRING;
+    case '{': return SL_JSON_OBJECT;
+    case '[': return SL_JSON_ARRAY;
+    case 't': return SL_JSON_TRUE;
+    case 'f': return SL_JSON_FALSE;
+    case 'n': return SL_JSON_NULL;
+    default: return SL_JSON_NUMBER;
+    }
+}
+
+static int wanted(sl_json_member *m, size_t nm, const unsigned char *k, size_t n)
+{
+    for (size_t i = 0; i < nm; i++)
+        if (strlen(m[i].key) == n && memcmp(m[i].key, k, n) == 0) return (int)i;
+    return -1;
+}
+
+static void note_member(sl_json_member *m, const unsigned char *base, const unsigned char *v, const unsigned char *p)
+{
+    m->found = true;
+    m->type = type_at(*v);
+    m->start = (uint32_t)(v - base);
+    m->end = (uint32_t)(p - base);
+    m->empty = (*v == '{' || *v == '[') && skip_ws(v + 1, p) == p - 1;
+}
+
+int sl_json_top_members(const char *src, size_t len, sl_json_member *m, size_t nm)
+{
+    for (size_t i = 0; i < nm; i++) m[i].found = false;
+    if (len > UINT32_MAX) return SL_ELIMIT;
+    if (!src) return len ? SL_EINVAL : SL_EPARSE;
+    const unsigned char *base = (const unsigned char *)src, *p = base, *end = base + len, *v = NULL;
+    uint64_t objs = 0; /* bit d: the container at depth d+1 is an object (depth <= 64) */
+    uint32_t depth = 0;
+    int cur = -1; /* the wanted member whose value is being read */
+    bool top_obj = false, escaped_key = false;
+    /* parse_doc's token bound, counted the same way: on a broken document it can decide the error code */
+    uint64_t ntoks = 0, max_tokens = (uint64_t)len / 2 + 16;
+
+value:
+    p = skip_ws(p, end);
+    if (p == end) return SL_EPARSE;
+    if (ntoks++ == max_tokens) return SL_ELIMIT;
+    if (depth == 1) v = p;
+    switch (*p) {
+    case '"': {
+        unsigned esc = 0;
+        p++;
+        if (!scan_string(&p, end, &esc)) return SL_EPARSE;
+        goto after_value;
+    }
+    case '{':
+    case '[': {
+        if (depth >= JSON_DEFAULT_DEPTH) return SL_ELIMIT;
+        bool obj = *p == '{';
+        if (depth == 0) top_obj = obj;
+        objs = obj ? objs | (1ull << depth) : objs & ~(1ull << depth);
+        depth++;
+        p = skip_ws(p + 1, end);
+        if (p == end) return SL_EPARSE;
+        if (*p == (obj ? '}' : ']')) {
+            p++;
+            depth--;
+            goto after_value;
+        }
+        if (obj) goto key;
+        goto value;
+    }
+    case 't':
+        if (!scan_literal(&p, end, "true", 4)) return SL_EPARSE;
+        goto after_value;
+    case 'f':
+        if (!scan_literal(&p, end, "false", 5)) return SL_EPARSE;
+        goto after_value;
+    case 'n':
+        if (!scan_literal(&p, end, "null", 4)) return SL_EPARSE;
+        goto after_value;
+    default:
+        if (!scan_number(&p, end)) return SL_EPARSE;
+        goto after_value;
+    }
+
+key: /* p is at a non-blank byte inside an object */
+    if (*p != '"') return SL_EPARSE;
+    if (ntoks++ == max_tokens) return SL_ELIMIT;
+    {
+        const unsigned char *k = ++p;
+        unsigned esc = 0;
+        if (!scan_string(&p, end, &esc)) return SL_EPARSE;
+        if (depth == 1) {
+            escaped_key = escaped_key || esc; /* still validated to the end: the verdict must match the parse */
+            cur = esc ? -1 : wanted(m, nm, k, (size_t)(p - 1 - k));
+        }
+    }
+    p = skip_ws(p, end);
+    if (p == end || *p != ':') return SL_EPARSE;
+    p++;
+    goto value;
+
+after_value:
+    if (depth == 1 && cur >= 0) { /* a top-level member's value is complete */
+        note_member(&m[cur], base, v, p);
+        cur = -1;
+    }
+    if (depth == 0) goto done;
+    p = skip_ws(p, end);
+    if (p == end) return SL_EPARSE;
+    {
+        bool obj = (objs >> (depth - 1)) & 1;
+        if (*p == ',') {
+            p = skip_ws(p + 1, end);
+            if (p == end) return SL_EPARSE;
+            if (obj) goto key;
+            goto value;
+        }
+        if (*p != (obj ? '}' : ']')) return SL_EPARSE;
+    }
+    p++;
+    depth--;
+    goto after_value;
+
+done:
+    p = skip_ws(p, end);
+    if (p != end) return SL_EPARSE;
+    if (!top_obj) return SL_EINVAL;
+    return escaped_key ? SL_EAGAIN : SL_OK;
+}

@@ -7,6 +7,8 @@
  * writer and require the output to parse to the same shape; then remove and
  * add a member of the root object (if it is one) and require valid JSON.
  * Inputs that are rejected must be rejected with a parse/limit code only.
+ * sl_json_top_members must agree with the parse: same verdict, and the same
+ * member (span, type, emptiness) as sl_json_obj_get for a few key names.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +84,32 @@ static void check_edit(const uint8_t *data, size_t size, sl_json_edit *e, sl_are
     sl_buf_free(&out);
 }
 
+/* The tokenless scan agrees with the parse (rc: sl_json_parse's result). */
+static void check_top_members(const uint8_t *data, size_t size, int rc, const sl_json_doc *d)
+{
+    sl_json_member m[] = {{.key = "model"}, {.key = "usage"}, {.key = "a"}, {.key = ""}};
+    int trc = sl_json_top_members((const char *)data, size, m, 4);
+    if (rc) {
+        CHECK(trc == rc);
+        return;
+    }
+    if (sl_json_type_of(d, 0) != SL_JSON_OBJECT) {
+        CHECK(trc == SL_EINVAL);
+        return;
+    }
+    CHECK(trc == SL_OK || trc == SL_EAGAIN);
+    if (trc == SL_EAGAIN) return;
+    for (size_t i = 0; i < 4; i++) {
+        int t = sl_json_obj_get(d, 0, m[i].key);
+        CHECK(m[i].found == (t >= 0));
+        if (t < 0) continue;
+        CHECK(m[i].start == d->toks[t].start && m[i].end == d->toks[t].end);
+        CHECK(m[i].type == sl_json_type_of(d, t));
+        bool container = m[i].type == SL_JSON_ARRAY || m[i].type == SL_JSON_OBJECT;
+        CHECK(m[i].empty == (container && d->toks[t].count == 0));
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     sl_arena a;
@@ -89,6 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sl_json_doc d;
     size_t off = 0;
     int rc = sl_json_parse(&d, (const char *)data, size, &a, NULL, &off);
+    check_top_members(data, size, rc, &d);
     if (rc) {
         CHECK(rc == SL_EPARSE || rc == SL_ELIMIT);
         CHECK(off <= size);
