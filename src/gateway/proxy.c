@@ -517,8 +517,9 @@ static bool is_first_token(sl_gw_req *r, sl_str event, sl_str data)
 static int scan_event(void *ud, sl_str event, sl_str data)
 {
     sl_gw_req *r = ud;
-    if (is_first_token(r, event, data)) r->stream_started = true;
-    return SL_OK;
+    if (!is_first_token(r, event, data)) return SL_OK;
+    r->stream_started = true;
+    return SL_ECLOSED; /* stop scanning: what is held is replayed through a fresh parser */
 }
 
 static int hold_preamble(sl_gw_req *r, const char *p, size_t n)

@@ -67,7 +67,7 @@ int sl_json_parse(sl_json_doc *doc, const char *src, size_t len, sl_arena *a, co
  * A cheaper look at a document whose top level is an object, for code that
  * only wants a few of its members (a stream chunk's "model" and "usage"):
  * the same validation as sl_json_parse with default limits, but no tokens.
- * m[i].key are plain names (nothing that needs escaping); on SL_OK each m[i]
+ * m[i].key are plain names (nothing that needs escaping), nm <= 16; on SL_OK each m[i]
  * says whether a top-level member has that name and, if so, the value's span
  * and type: the LAST such member, as sl_json_obj_get finds it.
  * Returns SL_OK for a valid object; SL_EPARSE or SL_ELIMIT (too deep) where

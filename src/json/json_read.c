@@ -328,10 +328,12 @@ static sl_json_type type_at(unsigned c)
     }
 }
 
-static int wanted(sl_json_member *m, size_t nm, const unsigned char *k, size_t n)
+#define SL_JSON_TOP_MAX 16 /* members one sl_json_top_members call can look for */
+
+static int wanted(const sl_json_member *m, const size_t *kl, size_t nm, const unsigned char *k, size_t n)
 {
     for (size_t i = 0; i < nm; i++)
-        if (strlen(m[i].key) == n && memcmp(m[i].key, k, n) == 0) return (int)i;
+        if (kl[i] == n && (n == 0 || (m[i].key[0] == (char)k[0] && memcmp(m[i].key, k, n) == 0))) return (int)i;
     return -1;
 }
 
@@ -346,7 +348,12 @@ static void note_member(sl_json_member *m, const unsigned char *base, const unsi
 
 int sl_json_top_members(const char *src, size_t len, sl_json_member *m, size_t nm)
 {
-    for (size_t i = 0; i < nm; i++) m[i].found = false;
+    size_t kl[SL_JSON_TOP_MAX];
+    if (nm > SL_JSON_TOP_MAX) return SL_EINVAL;
+    for (size_t i = 0; i < nm; i++) {
+        m[i].found = false;
+        kl[i] = strlen(m[i].key);
+    }
     if (len > UINT32_MAX) return SL_ELIMIT;
     if (!src) return len ? SL_EINVAL : SL_EPARSE;
     const unsigned char *base = (const unsigned char *)src, *p = base, *end = base + len, *v = NULL;
@@ -409,7 +416,7 @@ key: /* p is at a non-blank byte inside an object */
         if (!scan_string(&p, end, &esc)) return SL_EPARSE;
         if (depth == 1) {
             escaped_key = escaped_key || esc; /* still validated to the end: the verdict must match the parse */
-            cur = esc ? -1 : wanted(m, nm, k, (size_t)(p - 1 - k));
+            cur = esc ? -1 : wanted(m, kl, nm, k, (size_t)(p - 1 - k));
         }
     }
     p = skip_ws(p, end);
