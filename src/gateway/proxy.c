@@ -170,8 +170,11 @@ static chunk_scratch *thread_scratch(void)
 
 #define SL_EVENT_BUF_KEEP (64u << 10) /* a thread keeps an event buffer up to this size between events */
 
-/* Writes one SSE event whose data is parts[0..n) joined, through the thread's reusable buffer. */
-static int write_event_parts(sl_gw_req *r, sl_str event, const sl_str *parts, size_t n)
+/*
+ * Writes one SSE event whose data is parts[0..n) joined, through the thread's
+ * reusable buffer. one_line: the caller knows there is no CR or LF in them.
+ */
+static int write_event_parts(sl_gw_req *r, sl_str event, const sl_str *parts, size_t n, bool one_line)
 {
     chunk_scratch *s = thread_scratch();
     sl_buf local, *out = &local;
@@ -182,7 +185,7 @@ static int write_event_parts(sl_gw_req *r, sl_str event, const sl_str *parts, si
     } else {
         sl_buf_init(&local, 0);
     }
-    int rc = sl_sse_write_parts(out, event, parts, n);
+    int rc = one_line ? sl_sse_write_line(out, event, parts, n) : sl_sse_write_parts(out, event, parts, n);
     if (!rc) {
         if (!r->rec.first_byte_ns) r->rec.first_byte_ns = uv_hrtime();
         rc = sl_hx_write(r->hx, out->p, out->len);
@@ -197,7 +200,14 @@ static int write_event_parts(sl_gw_req *r, sl_str event, const sl_str *parts, si
     return rc;
 }
 
-static int write_event(sl_gw_req *r, sl_str event, sl_str data) { return write_event_parts(r, event, &data, 1); }
+static int write_event(sl_gw_req *r, sl_str event, sl_str data) { return write_event_parts(r, event, &data, 1, false); }
+
+/* An upstream event passed on (inside on_sse_event): a one-line event needs no line-end check. */
+static int forward_event_parts(sl_gw_req *r, sl_str event, const sl_str *parts, size_t n)
+{
+    return write_event_parts(r, event, parts, n, sl_sse_data_is_one_line(&r->sse));
+}
+static int forward_event(sl_gw_req *r, sl_str event, sl_str data) { return forward_event_parts(r, event, &data, 1); }
 
 typedef int (*chunk_fn)(sl_gw_req *r, sl_str event, sl_str data, sl_arena *a);
 
@@ -240,20 +250,20 @@ static int note_usage(sl_gw_req *r, sl_str event, sl_str data, sl_arena *a)
 static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
 {
     bool rewrite = need_model_rewrite(r);
-    if (!rewrite && !memmem(data.p, data.n, "\"usage\"", 7)) return write_event(r, event, data);
+    if (!rewrite && !memmem(data.p, data.n, "\"usage\"", 7)) return forward_event(r, event, data);
     if (r->api == SL_API_RESPONSES) return with_scratch(r, event, data, forward_openai_chunk_parsed);
     sl_json_member m[3] = {{.key = "model"}, {.key = "usage"}, {.key = "choices"}};
     int rc = sl_json_top_members(data.p, data.n, m, SL_ARRAY_LEN(m));
     if (rc == SL_EAGAIN) return with_scratch(r, event, data, forward_openai_chunk_parsed);
-    if (rc) return write_event(r, event, data); /* not ours to judge: pass it on */
+    if (rc) return forward_event(r, event, data); /* not ours to judge: pass it on */
     if (m[1].found && m[1].type == SL_JSON_OBJECT) {
         with_scratch(r, event, (sl_str){data.p + m[1].start, m[1].end - m[1].start}, note_usage);
         bool usage_only = !m[2].found || (m[2].type == SL_JSON_ARRAY && m[2].empty);
         if (r->api == SL_API_CHAT && usage_only && !r->caller_wants_usage) return SL_OK;
     }
-    if (!m[0].found || !rewrite) return write_event(r, event, data);
+    if (!m[0].found || !rewrite) return forward_event(r, event, data);
     sl_str parts[3] = {{data.p, m[0].start}, public_model_json(r), {data.p + m[0].end, data.n - m[0].end}};
-    return write_event_parts(r, event, parts, 3);
+    return forward_event_parts(r, event, parts, 3);
 }
 
 /* ---- what telemetry wants from the fast path (only for a recorded span or logged content) */
@@ -391,7 +401,7 @@ static int on_sse_event(void *ud, sl_str event, sl_str data)
             watch_openai_chunk(r, event, data);
         }
         if (data.n && data.p[0] == '{') return forward_openai_chunk(r, event, data);
-        return write_event(r, event, data);
+        return forward_event(r, event, data);
     }
     sl_buf out;
     sl_buf_init(&out, 0);

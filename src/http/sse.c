@@ -317,6 +317,20 @@ int sl_sse_write_parts(sl_buf *out, sl_str event, const sl_str *parts, size_t np
     return rc;
 }
 
+int sl_sse_write_line(sl_buf *out, sl_str event, const sl_str *parts, size_t nparts)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < nparts; i++) {
+        if (parts[i].n > SIZE_MAX / 2 - total) return SL_ELIMIT;
+        total += parts[i].n;
+    }
+    size_t mark = out->len;
+    int rc = write_one_line(out, event, parts, nparts, total);
+    if (rc) out->len = mark;
+    if (out->p) out->p[out->len] = '\0';
+    return rc;
+}
+
 int sl_sse_write(sl_buf *out, sl_str event, sl_str data) { return sl_sse_write_parts(out, event, &data, 1); }
 
 int sl_sse_write_comment(sl_buf *out, sl_str text)

@@ -58,6 +58,9 @@ typedef struct sl_sse_parser {
 
 void sl_sse_init(sl_sse_parser *p, size_t max_event_bytes);
 
+/* Inside on_event: the data came from one "data:" line, so it holds no CR or LF (nor does the event name). */
+static inline bool sl_sse_data_is_one_line(const sl_sse_parser *p) { return p->ndata == 1; }
+
 /*
  * Feeds bytes. Returns 0, SL_ELIMIT if an event exceeds max_event_bytes,
  * SL_ENOMEM, or the callback's nonzero return (stop). Events completed before
@@ -93,6 +96,13 @@ int sl_sse_write(sl_buf *out, sl_str event, sl_str data);
  * first). Same output as sl_sse_write of the concatenation.
  */
 int sl_sse_write_parts(sl_buf *out, sl_str event, const sl_str *parts, size_t nparts);
+
+/*
+ * As sl_sse_write_parts for a caller that knows that neither event nor parts
+ * hold CR or LF (an event just read, see sl_sse_data_is_one_line): the check
+ * for line ends, two scans of the data, is skipped.
+ */
+int sl_sse_write_line(sl_buf *out, sl_str event, const sl_str *parts, size_t nparts);
 
 /* Appends a comment line block (": text\n\n"), e.g. as a keep-alive; text must not hold CR or LF. */
 int sl_sse_write_comment(sl_buf *out, sl_str text);

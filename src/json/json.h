@@ -71,7 +71,9 @@ int sl_json_parse(sl_json_doc *doc, const char *src, size_t len, sl_arena *a, co
  * says whether a top-level member has that name and, if so, the value's span
  * and type: the LAST such member, as sl_json_obj_get finds it.
  * Returns SL_OK for a valid object; SL_EPARSE or SL_ELIMIT (too deep) where
- * sl_json_parse fails, SL_EINVAL for a valid document that is not an object,
+ * sl_json_parse fails (not always the same one: the parse's token bound, which
+ * no valid document reaches, is not counted), SL_EINVAL for a valid document
+ * that is not an object,
  * and SL_EAGAIN when a top-level key holds an escape (then use sl_json_parse,
  * which compares keys unescaped).
  */

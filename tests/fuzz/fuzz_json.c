@@ -89,8 +89,9 @@ static void check_top_members(const uint8_t *data, size_t size, int rc, const sl
 {
     sl_json_member m[] = {{.key = "model"}, {.key = "usage"}, {.key = "a"}, {.key = ""}};
     int trc = sl_json_top_members((const char *)data, size, m, 4);
-    if (rc) {
-        CHECK(trc == rc);
+    if (rc) { /* the parse's token bound can turn its EPARSE into ELIMIT on a broken document */
+        CHECK(trc == SL_EPARSE || trc == SL_ELIMIT);
+        CHECK(trc == rc || rc == SL_ELIMIT);
         return;
     }
     if (sl_json_type_of(d, 0) != SL_JSON_OBJECT) {
