@@ -252,7 +252,7 @@ static int forward_openai_chunk(sl_gw_req *r, sl_str event, sl_str data)
     bool rewrite = need_model_rewrite(r);
     if (!rewrite && !memmem(data.p, data.n, "\"usage\"", 7)) return forward_event(r, event, data);
     if (r->api == SL_API_RESPONSES) return with_scratch(r, event, data, forward_openai_chunk_parsed);
-    sl_json_member m[3] = {{.key = "model"}, {.key = "usage"}, {.key = "choices"}};
+    sl_json_member m[3] = {{.key = SL_STR("model")}, {.key = SL_STR("usage")}, {.key = SL_STR("choices")}};
     int rc = sl_json_top_members(data.p, data.n, m, SL_ARRAY_LEN(m));
     if (rc == SL_EAGAIN) return with_scratch(r, event, data, forward_openai_chunk_parsed);
     if (rc) return forward_event(r, event, data); /* not ours to judge: pass it on */

@@ -78,7 +78,7 @@ int sl_json_parse(sl_json_doc *doc, const char *src, size_t len, sl_arena *a, co
  * which compares keys unescaped).
  */
 typedef struct sl_json_member {
-    const char *key;     /* in */
+    sl_str key;          /* in */
     bool found;          /* out: the rest is set only when found */
     bool empty;          /* an array or object with no members */
     sl_json_type type;

@@ -330,10 +330,14 @@ static sl_json_type type_at(unsigned c)
 
 #define SL_JSON_TOP_MAX 16 /* members one sl_json_top_members call can look for */
 
-static int wanted(const sl_json_member *m, const size_t *kl, size_t nm, const unsigned char *k, size_t n)
+/* Which of m[] is named k[0..n)? lens has bit L set when some wanted key is L bytes long
+ * (64 and more share bit 63): most keys of a chunk are ruled out by their length alone. */
+static inline int wanted(const sl_json_member *m, size_t nm, uint64_t lens, const unsigned char *k, size_t n)
 {
+    if (!((lens >> (n < 63 ? n : 63)) & 1)) return -1;
     for (size_t i = 0; i < nm; i++)
-        if (kl[i] == n && (n == 0 || (m[i].key[0] == (char)k[0] && memcmp(m[i].key, k, n) == 0))) return (int)i;
+        if (m[i].key.n == n && (n == 0 || (m[i].key.p[0] == (char)k[0] && memcmp(m[i].key.p, k, n) == 0)))
+            return (int)i;
     return -1;
 }
 
@@ -348,11 +352,11 @@ static void note_member(sl_json_member *m, const unsigned char *base, const unsi
 
 int sl_json_top_members(const char *src, size_t len, sl_json_member *m, size_t nm)
 {
-    size_t kl[SL_JSON_TOP_MAX];
     if (nm > SL_JSON_TOP_MAX) return SL_EINVAL;
+    uint64_t lens = 0;
     for (size_t i = 0; i < nm; i++) {
         m[i].found = false;
-        kl[i] = strlen(m[i].key);
+        lens |= 1ull << (m[i].key.n < 63 ? m[i].key.n : 63);
     }
     if (len > UINT32_MAX) return SL_ELIMIT;
     if (!src) return len ? SL_EINVAL : SL_EPARSE;
@@ -412,7 +416,7 @@ key: /* p is at a non-blank byte inside an object */
         if (!scan_string(&p, end, &esc)) return SL_EPARSE;
         if (depth == 1) {
             escaped_key = escaped_key || esc; /* still validated to the end: the verdict must match the parse */
-            cur = esc ? -1 : wanted(m, kl, nm, k, (size_t)(p - 1 - k));
+            cur = esc ? -1 : wanted(m, nm, lens, k, (size_t)(p - 1 - k));
         }
     }
     p = skip_ws(p, end);

@@ -87,7 +87,7 @@ static void check_edit(const uint8_t *data, size_t size, sl_json_edit *e, sl_are
 /* The tokenless scan agrees with the parse (rc: sl_json_parse's result). */
 static void check_top_members(const uint8_t *data, size_t size, int rc, const sl_json_doc *d)
 {
-    sl_json_member m[] = {{.key = "model"}, {.key = "usage"}, {.key = "a"}, {.key = ""}};
+    sl_json_member m[] = {{.key = SL_STR("model")}, {.key = SL_STR("usage")}, {.key = SL_STR("a")}, {.key = SL_STR("")}};
     int trc = sl_json_top_members((const char *)data, size, m, 4);
     if (rc) { /* the parse's token bound can turn its EPARSE into ELIMIT on a broken document */
         CHECK(trc == SL_EPARSE || trc == SL_ELIMIT);
@@ -101,7 +101,7 @@ static void check_top_members(const uint8_t *data, size_t size, int rc, const sl
     CHECK(trc == SL_OK || trc == SL_EAGAIN);
     if (trc == SL_EAGAIN) return;
     for (size_t i = 0; i < 4; i++) {
-        int t = sl_json_obj_get(d, 0, m[i].key);
+        int t = sl_json_obj_get_str(d, 0, m[i].key);
         CHECK(m[i].found == (t >= 0));
         if (t < 0) continue;
         CHECK(m[i].start == d->toks[t].start && m[i].end == d->toks[t].end);

@@ -792,6 +792,45 @@ static void test_alloc_failure(void **state)
     sl_buf_free(&body);
 }
 
+/* sl_json_top_members agrees with parse + sl_json_obj_get, without tokens. */
+static void test_top_members(void **state)
+{
+    (void)state;
+    static const char *const docs[] = {
+        "{\"id\":\"x\",\"model\":\"m\",\"choices\":[{\"delta\":{\"model\":\"inner\"}}],\"usage\":null}",
+        "{\"usage\":{\"prompt_tokens\":1},\"choices\":[ ],\"model\":\"a\",\"model\":\"b\"}",
+        " { \"model\" : \"\\\"q\" , \"x\" : [1, {\"usage\":{}}] } ",
+        "{\"choices\":[{}],\"usage\":{}}",
+        "{}",
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        sl_json_member m[3] = {{.key = SL_STR("model")}, {.key = SL_STR("usage")}, {.key = SL_STR("choices")}};
+        assert_int_equal(sl_json_top_members(docs[i], strlen(docs[i]), m, 3), 0);
+        sl_json_doc d;
+        assert_int_equal(parse(&d, docs[i]), 0);
+        for (size_t k = 0; k < 3; k++) {
+            int t = sl_json_obj_get_str(&d, 0, m[k].key);
+            assert_int_equal(m[k].found, t >= 0);
+            if (t < 0) continue;
+            assert_int_equal(m[k].start, d.toks[t].start);
+            assert_int_equal(m[k].end, d.toks[t].end);
+            assert_int_equal(m[k].type, sl_json_type_of(&d, t));
+            bool container = m[k].type == SL_JSON_ARRAY || m[k].type == SL_JSON_OBJECT;
+            assert_int_equal(m[k].empty, container && d.toks[t].count == 0);
+        }
+    }
+    sl_json_member m[1] = {{.key = SL_STR("model")}};
+    assert_int_equal(sl_json_top_members("{\"model\":\"a\",}", 15, m, 1), SL_EPARSE);
+    assert_int_equal(sl_json_top_members("{\"model\":\"a\"} x", 17, m, 1), SL_EPARSE);
+    assert_int_equal(sl_json_top_members("{\"model\":\"\xff\"}", 14, m, 1), SL_EPARSE);
+    assert_int_equal(sl_json_top_members("[1]", 3, m, 1), SL_EINVAL);
+    assert_int_equal(sl_json_top_members("{\"mod\\u0065l\":1}", 16, m, 1), SL_EAGAIN); /* escaped key: parse */
+    char deep[200];
+    memset(deep, '[', 100);
+    memset(deep + 100, ']', 100);
+    assert_int_equal(sl_json_top_members(deep, 200, m, 1), SL_ELIMIT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -815,6 +854,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_splice_remove_member, setup, teardown),
         cmocka_unit_test_setup_teardown(test_splice_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_top_members, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -289,6 +289,53 @@ static void test_write(void **state)
     sl_buf_free(&out);
 }
 
+/* sl_sse_write_parts / sl_sse_write_line write what sl_sse_write writes for the joined data. */
+static void test_write_parts(void **state)
+{
+    (void)state;
+    static const char *const datas[][3] = {
+        {"{\"model\":", "\"pub\"", ",\"x\":1}"}, {"", "", ""}, {"a\n", "b", "\r\nc"}, {"a", "\r", ""}, {"x", "", "y"},
+    };
+    for (size_t i = 0; i < sizeof datas / sizeof datas[0]; i++) {
+        sl_str parts[3];
+        sl_buf joined, want, got;
+        sl_buf_init(&joined, 0);
+        sl_buf_init(&want, 0);
+        sl_buf_init(&got, 0);
+        for (size_t k = 0; k < 3; k++) {
+            parts[k] = sl_str_from_cstr(datas[i][k]);
+            assert_int_equal(sl_buf_append_str(&joined, parts[k]), 0);
+        }
+        assert_int_equal(sl_sse_write(&want, SL_STR("ev"), sl_buf_str(&joined)), 0);
+        assert_int_equal(sl_sse_write_parts(&got, SL_STR("ev"), parts, 3), 0);
+        assert_int_equal(got.len, want.len);
+        assert_memory_equal(got.p, want.p, want.len);
+        if (!memchr(joined.p ? joined.p : "", '\n', joined.len) && !memchr(joined.p ? joined.p : "", '\r', joined.len)) {
+            sl_buf_clear(&got);
+            assert_int_equal(sl_sse_write_line(&got, SL_STR("ev"), parts, 3), 0);
+            assert_int_equal(got.len, want.len);
+            assert_memory_equal(got.p, want.p, want.len);
+        }
+        sl_buf_free(&joined);
+        sl_buf_free(&want);
+        sl_buf_free(&got);
+    }
+    sl_buf out;
+    sl_buf_init(&out, 16); /* all or nothing at the cap */
+    sl_str two[2] = {SL_STR("0123"), SL_STR("456789")};
+    assert_int_equal(sl_sse_write_line(&out, SL_STR(""), two, 2), SL_ELIMIT);
+    assert_int_equal(out.len, 0);
+    assert_int_equal(sl_sse_write_parts(&out, SL_STR("a\n"), two, 2), SL_EINVAL);
+    sl_buf_free(&out);
+}
+
+/* On a CR-only stream the line search must not rescan the chunk for an LF per line (it finds them all). */
+static void test_cr_only_lines(void **state)
+{
+    (void)state;
+    expect_events("data: a\r\rdata: b\r\rdata: c\r\r", 64, 0, "|a\n|b\n|c\n", 0);
+}
+
 static void test_enomem(void **state)
 {
     (void)state;
@@ -318,6 +365,8 @@ int main(void)
         cmocka_unit_test(test_stop_and_finish),
         cmocka_unit_test(test_write),
         cmocka_unit_test(test_enomem),
+        cmocka_unit_test(test_write_parts),
+        cmocka_unit_test(test_cr_only_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
