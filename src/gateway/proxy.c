@@ -170,33 +170,44 @@ static chunk_scratch *thread_scratch(void)
 
 #define SL_EVENT_BUF_KEEP (64u << 10) /* a thread keeps an event buffer up to this size between events */
 
+/* The thread's reusable event buffer, emptied, or (if it is in use) local, set up empty. */
+static sl_buf *event_buf_take(chunk_scratch **sp, sl_buf *local)
+{
+    chunk_scratch *s = *sp = thread_scratch();
+    if (s && !s->out_busy) { /* (busy only if sl_hx_write ever called back into here) */
+        s->out_busy = true;
+        sl_buf_clear(&s->out);
+        return &s->out;
+    }
+    sl_buf_init(local, 0);
+    return local;
+}
+
+static void event_buf_give(chunk_scratch *s, sl_buf *b)
+{
+    if (!s || b != &s->out) {
+        sl_buf_free(b);
+        return;
+    }
+    s->out_busy = false;
+    if (s->out.cap > SL_EVENT_BUF_KEEP) sl_buf_free(&s->out);
+}
+
 /*
  * Writes one SSE event whose data is parts[0..n) joined, through the thread's
  * reusable buffer. one_line: the caller knows there is no CR or LF in them.
  */
 static int write_event_parts(sl_gw_req *r, sl_str event, const sl_str *parts, size_t n, bool one_line)
 {
-    chunk_scratch *s = thread_scratch();
-    sl_buf local, *out = &local;
-    if (s && !s->out_busy) { /* (busy only if sl_hx_write ever called back into here) */
-        out = &s->out;
-        s->out_busy = true;
-        sl_buf_clear(out);
-    } else {
-        sl_buf_init(&local, 0);
-    }
+    chunk_scratch *s;
+    sl_buf local, *out = event_buf_take(&s, &local);
     int rc = one_line ? sl_sse_write_line(out, event, parts, n) : sl_sse_write_parts(out, event, parts, n);
     if (!rc) {
         if (!r->rec.first_byte_ns) r->rec.first_byte_ns = uv_hrtime();
         rc = sl_hx_write(r->hx, out->p, out->len);
         if (rc == SL_ECLOSED) r->client_gone = true;
     }
-    if (out == &local) {
-        sl_buf_free(&local);
-    } else {
-        s->out_busy = false;
-        if (s->out.cap > SL_EVENT_BUF_KEEP) sl_buf_free(&s->out);
-    }
+    event_buf_give(s, out);
     return rc;
 }
 
@@ -403,16 +414,16 @@ static int on_sse_event(void *ud, sl_str event, sl_str data)
         if (data.n && data.p[0] == '{') return forward_openai_chunk(r, event, data);
         return forward_event(r, event, data);
     }
-    sl_buf out;
-    sl_buf_init(&out, 0);
-    int rc = sl_xlat_stream_event(r->xs, event, data, &out);
+    chunk_scratch *s;
+    sl_buf local, *out = event_buf_take(&s, &local);
+    int rc = sl_xlat_stream_event(r->xs, event, data, out);
     if (rc == SL_EPARSE) {
-        sl_buf_clear(&out);
-        sl_xlat_stream_error(r->xs, 502, SL_STR("upstream sent an event that is not valid for its protocol"), &out);
+        sl_buf_clear(out);
+        sl_xlat_stream_error(r->xs, 502, SL_STR("upstream sent an event that is not valid for its protocol"), out);
         r->rec.error = SL_STR("malformed upstream event"); /* the connection stays usable: see stream_error */
     }
-    int wrc = write_out(r, &out);
-    sl_buf_free(&out);
+    int wrc = write_out(r, out);
+    event_buf_give(s, out);
     if (sl_xlat_stream_done(r->xs)) r->stream_done = true;
     return rc ? rc : wrc;
 }

@@ -119,10 +119,23 @@ void sl_jw_init(sl_jw *w, sl_buf *out)
     w->need_comma = 0;
 }
 
-static void jw_put(sl_jw *w, const void *p, size_t n)
+/* Room for n more bytes and the NUL, within the buffer's cap, without growing it? */
+static inline bool jw_room(const sl_buf *b, size_t n)
+{
+    return b->cap - b->len > n && (!b->max || n <= b->max - b->len);
+}
+
+static inline void jw_put(sl_jw *w, const void *p, size_t n)
 {
     if (w->err) return;
-    int rc = sl_buf_append(w->out, p, n);
+    sl_buf *b = w->out;
+    if (jw_room(b, n)) { /* punctuation, mostly: no call into buf.c */
+        memcpy(b->p + b->len, p, n);
+        b->len += n;
+        b->p[b->len] = '\0';
+        return;
+    }
+    int rc = sl_buf_append(b, p, n);
     if (rc) w->err = rc;
 }
 
@@ -165,8 +178,36 @@ void sl_jw_obj_end(sl_jw *w) { jw_close(w, '}'); }
 void sl_jw_arr_begin(sl_jw *w) { jw_open(w, '['); }
 void sl_jw_arr_end(sl_jw *w) { jw_close(w, ']'); }
 
+/*
+ * pre (if not 0), s quoted, post (if not 0), in one reservation when s needs
+ * no escaping: the usual key or value. Returns false (nothing written) when it
+ * does, or on error.
+ */
+static bool jw_quoted_plain(sl_jw *w, char pre, sl_str s, char post)
+{
+    if (w->err) return false;
+    const unsigned char *p = (const unsigned char *)s.p;
+    if (s.n && json_scan_plain(p, p + s.n) != p + s.n) return false;
+    int rc = sl_buf_reserve(w->out, s.n + 2 + (pre != 0) + (post != 0)); /* exact: a capped buffer may be just full */
+    if (rc) {
+        w->err = rc;
+        return false;
+    }
+    char *o = w->out->p + w->out->len;
+    if (pre) *o++ = pre;
+    *o++ = '"';
+    if (s.n) memcpy(o, s.p, s.n);
+    o += s.n;
+    *o++ = '"';
+    if (post) *o++ = post;
+    *o = '\0';
+    w->out->len = (size_t)(o - w->out->p);
+    return true;
+}
+
 static void jw_quoted(sl_jw *w, sl_str s)
 {
+    if (jw_quoted_plain(w, 0, s, 0) || w->err) return;
     jw_put(w, "\"", 1);
     if (!w->err) {
         int rc = sl_json_escape(w->out, s);
@@ -183,8 +224,10 @@ void sl_jw_key_str(sl_jw *w, sl_str key)
         return;
     }
     uint64_t bit = 1ull << (w->depth - 1);
-    if (w->need_comma & bit) jw_put(w, ",", 1);
+    char comma = w->need_comma & bit ? ',' : 0;
     w->need_comma &= ~bit; /* the value that follows must not add a comma */
+    if (jw_quoted_plain(w, comma, key, ':') || w->err) return;
+    if (comma) jw_put(w, ",", 1);
     jw_quoted(w, key);
     jw_put(w, ":", 1);
 }
