@@ -55,7 +55,7 @@ struct h1_conn {
     uv_tcp_t tcp;
     uv_connect_t creq;
     uv_write_t wreq;
-    uv_timer_t idle_timer; /* pool idle timeout */
+    uv_timer_t idle_timer; /* pool idle timeout (lazy: see pool_put) */
     sl_h1 *h;
     h1_host *host;
     sl_h1_req *req;         /* the request on it, NULL when pooled */
@@ -65,6 +65,7 @@ struct h1_conn {
     size_t rpos, rlen, rcap;
     size_t hscan; /* bytes after rpos already searched for the end of the head */
     uint32_t nreq;
+    uint64_t pooled_at; /* loop time it went back to the pool */
     int open; /* handles not yet closed */
     int err;  /* read error (0: clean EOF) once eof is set */
     bool connecting, reading, writing, eof, pooled, closing;
@@ -84,6 +85,7 @@ struct sl_h1_req {
     const char *body;
     size_t body_len;
     uint64_t start_ms, conn_start_ms, last_data_ms;
+    uint64_t due; /* loop time the timer is set for, while it is active */
     uint64_t conn_ms, fb_ms, idle_ms, total_ms;
     uint64_t bytes, remaining;
     int status;
@@ -199,7 +201,8 @@ static void pool_unlink(h1_conn *c)
     c->prev = c->next = NULL;
     c->pooled = false;
     c->host->nidle--;
-    uv_timer_stop(&c->idle_timer);
+    /* The idle timer runs on (a stop and a start again per request cost more than
+     * its rare early firing, which finds the connection in use and does nothing). */
 }
 
 static void conn_close(h1_conn *c)
@@ -271,7 +274,14 @@ static void update_reading(h1_conn *c)
     c->reading = want;
 }
 
-static void on_idle_timeout(uv_timer_t *t) { conn_close(t->data); }
+static void on_idle_timeout(uv_timer_t *t)
+{
+    h1_conn *c = t->data;
+    if (!c->pooled) return; /* in use: pool_put starts it again */
+    uint64_t now = uv_now(c->h->loop);
+    if (now >= c->pooled_at + H1_IDLE_TIMEOUT_MS) conn_close(c);
+    else uv_timer_start(&c->idle_timer, on_idle_timeout, c->pooled_at + H1_IDLE_TIMEOUT_MS - now, 0);
+}
 
 static h1_conn *conn_new(sl_h1 *h, h1_host *ho)
 {
@@ -310,7 +320,9 @@ static void pool_put(h1_conn *c)
     if (ho->idle) ho->idle->prev = c;
     ho->idle = c;
     ho->nidle++;
-    uv_timer_start(&c->idle_timer, on_idle_timeout, H1_IDLE_TIMEOUT_MS, 0);
+    c->pooled_at = uv_now(h->loop);
+    /* Still running from an earlier stay in the pool: it fires before the new deadline and re-arms. */
+    if (!uv_is_active((uv_handle_t *)&c->idle_timer)) uv_timer_start(&c->idle_timer, on_idle_timeout, H1_IDLE_TIMEOUT_MS, 0);
     update_reading(c);
     if (h->whead) kick(h);
 }
@@ -486,7 +498,10 @@ static void check_deadlines(sl_h1_req *q)
 
 static void on_req_timer(uv_timer_t *t) { check_deadlines(t->data); }
 
-/* One timer per request, set to the nearest deadline; chunks only move a timestamp. */
+/* One timer per request, set to the nearest deadline; chunks only move a timestamp. Lazy: a
+ * timer already set for an earlier time is left alone (it fires, check_deadlines finds nothing
+ * due and re-arms), so the move from the first-byte deadline to the idle one after the head
+ * costs no timer operation when the idle one is later. */
 static void arm(sl_h1_req *q)
 {
     if (q->done) return;
@@ -496,11 +511,10 @@ static void arm(sl_h1_req *q)
     if (q->c && q->c->connecting && q->conn_ms) next = SL_MIN(next, q->conn_start_ms + q->conn_ms);
     if (!q->head_done && q->fb_ms) next = SL_MIN(next, q->start_ms + q->fb_ms);
     if (q->head_done && q->idle_ms && !q->paused) next = SL_MIN(next, q->last_data_ms + q->idle_ms);
-    if (next == UINT64_MAX) {
-        uv_timer_stop(&q->timer);
-        return;
-    }
+    if (next == UINT64_MAX) return; /* a running timer finds nothing due when it fires */
+    if (uv_is_active((uv_handle_t *)&q->timer) && q->due <= next) return;
     uint64_t now = uv_now(q->h->loop);
+    q->due = next;
     uv_timer_start(&q->timer, on_req_timer, next > now ? next - now : 0, 0);
 }
 

@@ -336,11 +336,35 @@ void sl_server_free(sl_server *s)
 
 /* ---------------------------------------------------------------- timers */
 
-void sl_conn_timer_cb(uv_timer_t *t) { on_conn_timer(t); }
+/*
+ * Lazy deadlines: c->deadline is when the running kind's deadline passes, and
+ * the uv timer may be set earlier than that. A deadline that moves later (the
+ * idle timeout re-armed after every request, a body read) does not restart
+ * the timer: when it fires early it re-arms for what is left. So the moves of
+ * every keep-alive request (idle -> none while the handler runs -> idle again)
+ * cost no timer operation; only a deadline that moves earlier (idle -> the
+ * header deadline) restarts it.
+ */
+void sl_conn_set_deadline(sl_conn *c, conn_timer kind, uint64_t ms)
+{
+    uint64_t now = uv_now(c->srv->loop);
+    c->timer_kind = kind;
+    c->deadline = now + ms;
+    if (uv_is_active((uv_handle_t *)&c->timer) && c->timer_due <= c->deadline) return;
+    c->timer_due = c->deadline;
+    uv_timer_start(&c->timer, on_conn_timer, ms, 0);
+}
 
 static void on_conn_timer(uv_timer_t *t)
 {
     sl_conn *c = t->data;
+    if (c->timer_kind == TIMER_NONE) return;
+    uint64_t now = uv_now(c->srv->loop);
+    if (now < c->deadline) { /* set before the deadline moved later: wait for the rest */
+        c->timer_due = c->deadline;
+        uv_timer_start(&c->timer, on_conn_timer, c->deadline - now, 0);
+        return;
+    }
     if (c->state == CONN_READING_HEAD && c->in.len > 0) {
         sl_conn_respond_error(c, 408, "header timeout");
     } else if (c->state == CONN_READING_BODY) {
@@ -349,22 +373,22 @@ static void on_conn_timer(uv_timer_t *t)
         size_t queued = sl_conn_unsent(c);
         if (queued < c->write_queued_at_arm) { /* slow, but reading: give it another period */
             c->write_queued_at_arm = queued;
-            uv_timer_start(&c->timer, on_conn_timer, c->srv->lim.idle_timeout_ms, 0);
+            sl_conn_set_deadline(c, TIMER_WRITE, c->srv->lim.idle_timeout_ms);
             return;
         }
         sl_conn_close(c); /* the client stopped reading: treat it as gone (on_abort fires on close) */
     } else if (c->state == CONN_READING_HEAD) {
         if (c->writing || c->out.len) { /* not idle: a response is still going out */
-            uv_timer_start(&c->timer, on_conn_timer, c->srv->lim.idle_timeout_ms, 0);
+            sl_conn_set_deadline(c, c->timer_kind, c->srv->lim.idle_timeout_ms);
             return;
         }
         sl_conn_close(c); /* idle keep-alive connection */
     }
 }
 
-/* One timer per connection: the header deadline while a header block is
+/* One deadline per connection: the header deadline while a header block is
  * partial (counted from its first byte: slowloris), the idle timeout between
- * requests and between body reads; off while the handler owns the exchange
+ * requests and between body reads; none while the handler owns the exchange
  * (the handler's own timeouts apply then). */
 static void conn_arm_timer(sl_conn *c)
 {
@@ -373,9 +397,8 @@ static void conn_arm_timer(sl_conn *c)
     if (c->state == CONN_READING_HEAD) want = c->in.len > 0 ? TIMER_HEADER : TIMER_IDLE;
     else if (c->state == CONN_READING_BODY) want = TIMER_BODY;
     if (want == c->timer_kind && want != TIMER_BODY) return; /* keep the running deadline */
-    c->timer_kind = want;
-    if (want == TIMER_NONE) uv_timer_stop(&c->timer);
-    else uv_timer_start(&c->timer, on_conn_timer, want == TIMER_HEADER ? l->header_timeout_ms : l->idle_timeout_ms, 0);
+    if (want == TIMER_NONE) sl_conn_clear_deadline(c);
+    else sl_conn_set_deadline(c, want, want == TIMER_HEADER ? l->header_timeout_ms : l->idle_timeout_ms);
 }
 
 /* ---------------------------------------------------------------- requests */

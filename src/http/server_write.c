@@ -27,9 +27,8 @@ static void on_write_done(uv_write_t *req, int status);
 static void arm_write_deadline(sl_conn *c)
 {
     if (c->timer_kind != TIMER_NONE || c->state == CONN_CLOSING) return;
-    c->timer_kind = TIMER_WRITE;
     c->write_queued_at_arm = sl_conn_unsent(c);
-    uv_timer_start(&c->timer, sl_conn_timer_cb, c->srv->lim.idle_timeout_ms, 0);
+    sl_conn_set_deadline(c, TIMER_WRITE, c->srv->lim.idle_timeout_ms);
 }
 
 static void conn_after_flush(sl_conn *c)
@@ -95,10 +94,7 @@ static void on_write_done(uv_write_t *req, int status)
 {
     sl_conn *c = req->data;
     c->writing = false;
-    if (c->timer_kind == TIMER_WRITE) { /* progress: the deadline is for a client that stops reading */
-        c->timer_kind = TIMER_NONE;
-        uv_timer_stop(&c->timer);
-    }
+    if (c->timer_kind == TIMER_WRITE) sl_conn_clear_deadline(c); /* progress: the deadline is for a client that stops reading */
     sl_buf_clear(&c->out_inflight);
     if (status < 0) {
         sl_conn_close(c);
@@ -147,8 +143,7 @@ void sl_conn_respond_error(sl_conn *c, int status, const char *why)
     sl_conn_write_raw(c, body, (size_t)blen);
     c->close_when_flushed = true;
     c->state = CONN_DISPATCHED; /* parse nothing more */
-    c->timer_kind = TIMER_NONE;
-    uv_timer_stop(&c->timer);
+    sl_conn_clear_deadline(c);
     sl_conn_flush(c);
 }
 
