@@ -80,7 +80,7 @@ static void conn_unlink(sl_conn *c)
 /* The server's shared read buffer (one per loop), made on first use. */
 static char *shared_rbuf(sl_server *s)
 {
-    if (!s->rbuf) s->rbuf = sl_malloc(READ_CHUNK);
+    if (!s->rbuf) s->rbuf = sl_malloc(READ_CHUNK + 1); /* + 1: the NUL an sl_buf keeps */
     return s->rbuf;
 }
 
@@ -117,6 +117,47 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = want;
 }
 
+/* c->in becomes a view of the first n bytes of the shared read buffer. */
+static void in_borrow(sl_conn *c, size_t n)
+{
+    c->in.p = c->srv->rbuf;
+    c->in.len = n;
+    c->in.cap = READ_CHUNK + 1;
+    c->in_borrowed = true;
+}
+
+/* Drops n bytes from the front of c->in: a borrowed view just moves. */
+static void in_consume(sl_conn *c, size_t n)
+{
+    if (!c->in_borrowed) {
+        sl_buf_consume(&c->in, n);
+        return;
+    }
+    c->in.p += n;
+    c->in.len -= n;
+    c->in.cap -= n;
+}
+
+/* After processing a borrowed read: copies what is left into the connection's
+ * own buffer (nothing, usually). The read was sized to the cap, so only a
+ * failed allocation fails here; the bytes are lost, so the connection must not
+ * carry another request. */
+static void in_keep_leftover(sl_conn *c)
+{
+    if (!c->in_borrowed) return;
+    sl_buf view = c->in;
+    c->in_borrowed = false;
+    c->in.p = NULL;
+    c->in.len = c->in.cap = 0;
+    if (view.len == 0 || c->state == CONN_CLOSING) return;
+    if (sl_buf_append(&c->in, view.p, view.len) != SL_OK) {
+        c->close_when_flushed = true;
+        if (c->state == CONN_READING_HEAD) sl_conn_respond_error(c, 431, "input buffer full");
+        else if (c->state == CONN_DISPATCHED) { uv_read_stop((uv_stream_t *)&c->tcp); c->read_stopped = true; }
+        else sl_conn_close(c);
+    }
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     sl_conn *c = stream->data;
@@ -143,14 +184,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0) return;
     if (buf->base == c->srv->rbuf) {
-        /* Read into the shared buffer: keep the bytes in c->in. The read was
-         * sized to its cap, so only a failed allocation lands here; the bytes
-         * are lost, so the connection must not carry another request. */
-        if (sl_buf_append(&c->in, buf->base, (size_t)nread) != SL_OK) {
-            c->close_when_flushed = true;
-            on_read(stream, UV_ENOBUFS, buf);
-            return;
-        }
+        /* Read into the shared buffer (c->in was empty): parse the bytes where
+         * they are, and keep only what is left unconsumed (a partial head,
+         * pipelined requests) in a buffer of the connection's own. */
+        in_borrow(c, (size_t)nread);
+        conn_process(c);
+        in_keep_leftover(c);
+        return;
     } else if (c->state == CONN_READING_BODY && !c->body_chunked) {
         c->body.len += (size_t)nread;
         c->body_left -= (uint64_t)nread;
@@ -175,7 +215,7 @@ static void on_handle_closed(uv_handle_t *h)
 void sl_conn_release(sl_conn *c)
 {
     if (--c->refs > 0) return;
-    sl_buf_free(&c->in);
+    if (!c->in_borrowed) sl_buf_free(&c->in);
     sl_buf_free(&c->body);
     sl_buf_free(&c->out);
     sl_buf_free(&c->out_inflight);
@@ -503,7 +543,7 @@ static bool conn_parse_head(sl_conn *c)
         sl_conn_respond_error(c, 503, "out of memory");
         return false;
     }
-    sl_buf_consume(&c->in, (size_t)n);
+    in_consume(c, (size_t)n);
     hx->start_ns = uv_hrtime();
     sl_buf_clear(&c->body);
     c->body.max = s->lim.max_body_bytes;
@@ -537,7 +577,7 @@ static int conn_take_body(sl_conn *c)
     if (c->body_chunked) {
         size_t used = 0;
         int rc = sl_http_chunked_decode(&c->chunked, c->in.p, c->in.len, &c->body, &used);
-        sl_buf_consume(&c->in, used);
+        in_consume(c, used);
         if (rc == SL_ELIMIT) sl_conn_respond_error(c, 413, "body too large");
         else if (rc < 0) sl_conn_respond_error(c, 400, "bad chunked body");
         return rc;
@@ -548,7 +588,7 @@ static int conn_take_body(sl_conn *c)
             sl_conn_respond_error(c, 413, "body too large");
             return SL_ELIMIT;
         }
-        sl_buf_consume(&c->in, take);
+        in_consume(c, take);
         c->body_left -= take;
     }
     return c->body_left == 0;
@@ -589,7 +629,7 @@ static void conn_process(sl_conn *c)
     c->in_process = false;
     /* Everything consumed (the usual case once a request is dispatched): give
      * the input buffer back; the next read goes to the shared buffer. */
-    if (c->in.len == 0 && c->in.p) sl_buf_free(&c->in);
+    if (c->in.len == 0 && c->in.p && !c->in_borrowed) sl_buf_free(&c->in);
     if (c->state == CONN_READING_HEAD && c->read_stopped && !c->eof && !c->out_blocked) {
         c->read_stopped = false;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);

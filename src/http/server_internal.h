@@ -29,6 +29,7 @@ struct sl_conn {
     uint64_t deadline;     /* loop time (ms) when it passes */
     uint64_t timer_due;    /* loop time the uv timer is set for, while it is active (<= deadline) */
     sl_buf in;             /* unparsed input: header bytes and pipelined data */
+    bool in_borrowed;      /* in.p points into the server's shared read buffer (inside on_read only) */
     sl_buf body;           /* body being collected */
     sl_http_chunked chunked;
     uint64_t body_left;    /* Content-Length bytes still to read */
