@@ -76,7 +76,7 @@ static bool word_needs_look(const char *p)
     return (ctl | del) != 0;
 }
 
-static size_t scan_value(const char *b, size_t i, size_t end)
+size_t sl_http_scan_value(const char *b, size_t i, size_t end)
 {
     for (;;) {
         while (end - i >= 8 && !word_needs_look(b + i)) i += 8;
@@ -333,7 +333,7 @@ static int parse_header_line(pctx *c, size_t *pos, sl_http_header *h)
     i++;
     while (i < c->end && (b[i] == ' ' || b[i] == '\t')) i++;
     size_t v0 = i;
-    i = scan_value(b, i, c->end);
+    i = sl_http_scan_value(b, i, c->end);
     if (i == c->end) return need_more(c, 431, "header block too large");
     if (b[i] != '\r') return fail(c, 400, b[i] == '\n' ? "bare LF line end" : "control character in header value");
     size_t v1 = i;
