@@ -66,23 +66,31 @@ static bool all_of(sl_str s, int cl)
  * then finish byte by byte at the first word that needs a closer look (HTAB
  * passes there, CR or another control stops the scan).
  */
-static bool word_needs_look(const char *p)
+static uint64_t word_needs_look(const char *p) /* nonzero: the flags of the bytes to look at */
 {
     uint64_t w;
     memcpy(&w, p, 8);
     uint64_t ctl = (w - 0x2020202020202020ull) & ~w & 0x8080808080808080ull;
     uint64_t x = w ^ 0x7f7f7f7f7f7f7f7full;
     uint64_t del = (x - 0x0101010101010101ull) & ~x & 0x8080808080808080ull;
-    return (ctl | del) != 0;
+    return ctl | del;
 }
 
 size_t sl_http_scan_value(const char *b, size_t i, size_t end)
 {
     for (;;) {
-        while (end - i >= 8 && !word_needs_look(b + i)) i += 8;
-        size_t stop = SL_MIN(end, i + 8);
-        while (i < stop && is(b[i], C_VALUE)) i++;
-        if (i < stop || i == end) return i;
+        uint64_t look = 0;
+        while (end - i >= 8 && !(look = word_needs_look(b + i))) i += 8;
+        if (look) {
+            /* The lowest flagged byte is exact (the flags above it may be borrows): the
+             * first control byte or DEL. HTAB is allowed: step over it and go on. */
+            i += (size_t)__builtin_ctzll(look) / 8;
+            if (b[i] != '\t') return i;
+            i++;
+            continue;
+        }
+        while (i < end && is(b[i], C_VALUE)) i++;
+        return i;
     }
 }
 
@@ -419,8 +427,8 @@ int sl_http_parse_request(const char *buf, size_t len, const sl_http_limits *lim
 const sl_http_header *sl_http_find_header(const sl_http_request *req, const char *name)
 {
     sl_str n = sl_str_from_cstr(name);
-    for (size_t i = 0; i < req->nheaders; i++)
-        if (sl_str_case_eq(req->headers[i].name, n)) return &req->headers[i];
+    for (size_t i = 0; i < req->nheaders; i++) /* the length first: most names differ there */
+        if (req->headers[i].name.n == n.n && sl_str_case_eq(req->headers[i].name, n)) return &req->headers[i];
     return NULL;
 }
 
