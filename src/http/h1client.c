@@ -55,7 +55,7 @@ struct h1_conn {
     uv_tcp_t tcp;
     uv_connect_t creq;
     uv_write_t wreq;
-    uv_timer_t idle_timer; /* pool idle timeout (lazy: see pool_put) */
+    uv_timer_t timer; /* the request's deadlines while it has one, else the pool idle timeout (lazy: see arm) */
     sl_h1 *h;
     h1_host *host;
     sl_h1_req *req;         /* the request on it, NULL when pooled */
@@ -66,6 +66,7 @@ struct h1_conn {
     size_t hscan; /* bytes after rpos already searched for the end of the head */
     uint32_t nreq;
     uint64_t pooled_at; /* loop time it went back to the pool */
+    uint64_t due;       /* loop time the timer is set for, while it is active */
     int open; /* handles not yet closed */
     int err;  /* read error (0: clean EOF) once eof is set */
     bool connecting, reading, writing, eof, pooled, closing;
@@ -80,7 +81,7 @@ struct sl_h1_req {
     h1_conn *c;
     sl_up_callbacks cb;
     void *ud;
-    uv_timer_t timer; /* connect, first-byte, idle, total deadlines; early errors */
+    uv_timer_t timer; /* deadlines while it has no connection (queued); early errors */
     char *head;       /* the serialised request head: in the same allocation, after the struct */
     size_t head_len;
     const char *body;
@@ -218,8 +219,8 @@ static void conn_close(h1_conn *c)
     if (c->aprev) c->aprev->anext = c->anext;
     else h->conns = c->anext;
     if (c->anext) c->anext->aprev = c->aprev;
-    uv_timer_stop(&c->idle_timer);
-    uv_close((uv_handle_t *)&c->idle_timer, on_conn_closed);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_conn_closed);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed); /* the fd closes now; pending writes are cancelled */
     kick(h);
 }
@@ -274,13 +275,24 @@ static void update_reading(h1_conn *c)
     c->reading = want;
 }
 
-static void on_idle_timeout(uv_timer_t *t)
+static void check_deadlines(sl_h1_req *q);
+
+/* The connection's timer: its request's deadlines, or the pool idle timeout. */
+static void on_conn_timer(uv_timer_t *t)
 {
     h1_conn *c = t->data;
-    if (!c->pooled) return; /* in use: pool_put starts it again */
+    if (c->req) {
+        check_deadlines(c->req);
+        return;
+    }
+    if (!c->pooled) return; /* pool_put starts it again */
     uint64_t now = uv_now(c->h->loop);
-    if (now >= c->pooled_at + H1_IDLE_TIMEOUT_MS) conn_close(c);
-    else uv_timer_start(&c->idle_timer, on_idle_timeout, c->pooled_at + H1_IDLE_TIMEOUT_MS - now, 0);
+    if (now >= c->pooled_at + H1_IDLE_TIMEOUT_MS) {
+        conn_close(c);
+        return;
+    }
+    c->due = c->pooled_at + H1_IDLE_TIMEOUT_MS;
+    uv_timer_start(&c->timer, on_conn_timer, c->due - now, 0);
 }
 
 static h1_conn *conn_new(sl_h1 *h, h1_host *ho)
@@ -290,8 +302,8 @@ static h1_conn *conn_new(sl_h1 *h, h1_host *ho)
     c->h = h;
     c->host = ho;
     uv_tcp_init(h->loop, &c->tcp);
-    uv_timer_init(h->loop, &c->idle_timer);
-    c->tcp.data = c->idle_timer.data = c->creq.data = c->wreq.data = c;
+    uv_timer_init(h->loop, &c->timer);
+    c->tcp.data = c->timer.data = c->creq.data = c->wreq.data = c;
     c->open = 2;
     h->open_handles++;
     uv_tcp_nodelay(&c->tcp, 1);    /* applied when the socket is created */
@@ -321,8 +333,12 @@ static void pool_put(h1_conn *c)
     ho->idle = c;
     ho->nidle++;
     c->pooled_at = uv_now(h->loop);
-    /* Still running from an earlier stay in the pool: it fires before the new deadline and re-arms. */
-    if (!uv_is_active((uv_handle_t *)&c->idle_timer)) uv_timer_start(&c->idle_timer, on_idle_timeout, H1_IDLE_TIMEOUT_MS, 0);
+    /* Still running (for the last request, or an earlier stay in the pool): it fires
+     * before the new deadline and re-arms. */
+    if (!uv_is_active((uv_handle_t *)&c->timer)) {
+        c->due = c->pooled_at + H1_IDLE_TIMEOUT_MS;
+        uv_timer_start(&c->timer, on_conn_timer, H1_IDLE_TIMEOUT_MS, 0);
+    }
     update_reading(c);
     if (h->whead) kick(h);
 }
@@ -498,10 +514,17 @@ static void check_deadlines(sl_h1_req *q)
 
 static void on_req_timer(uv_timer_t *t) { check_deadlines(t->data); }
 
-/* One timer per request, set to the nearest deadline; chunks only move a timestamp. Lazy: a
- * timer already set for an earlier time is left alone (it fires, check_deadlines finds nothing
- * due and re-arms), so the move from the first-byte deadline to the idle one after the head
- * costs no timer operation when the idle one is later. */
+/*
+ * One timer per request, set to the nearest deadline; chunks only move a
+ * timestamp. While the request has a connection, the timer is the
+ * connection's (its pool idle timer when pooled): a keep-alive connection
+ * keeps one timer running across requests instead of a start and a stop per
+ * request. Lazy: a timer already set for an earlier time is left alone (it
+ * fires, check_deadlines finds nothing due and re-arms), so neither a request
+ * starting on a pooled connection nor the move from the first-byte deadline to
+ * the idle one after the head costs a timer operation when the new deadline
+ * is later.
+ */
 static void arm(sl_h1_req *q)
 {
     if (q->done) return;
@@ -512,10 +535,13 @@ static void arm(sl_h1_req *q)
     if (!q->head_done && q->fb_ms) next = SL_MIN(next, q->start_ms + q->fb_ms);
     if (q->head_done && q->idle_ms && !q->paused) next = SL_MIN(next, q->last_data_ms + q->idle_ms);
     if (next == UINT64_MAX) return; /* a running timer finds nothing due when it fires */
-    if (uv_is_active((uv_handle_t *)&q->timer) && q->due <= next) return;
+    bool on_conn = q->c && !q->early;
+    uv_timer_t *t = on_conn ? &q->c->timer : &q->timer;
+    uint64_t *due = on_conn ? &q->c->due : &q->due;
+    if (uv_is_active((uv_handle_t *)t) && *due <= next) return;
     uint64_t now = uv_now(q->h->loop);
-    q->due = next;
-    uv_timer_start(&q->timer, on_req_timer, next > now ? next - now : 0, 0);
+    *due = next;
+    uv_timer_start(t, on_conn ? on_conn_timer : on_req_timer, next > now ? next - now : 0, 0);
 }
 
 /* ---- completion ---- */
