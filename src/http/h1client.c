@@ -38,6 +38,8 @@
 #define H1_RBUF_MAX (SL_UP_MAX_HEADER_BYTES + 16384)
 #define H1_MAX_REQ_HEAD (256 * 1024)
 #define H1_MAX_HOSTNAME 64
+#define H1_REQ_CACHE 16      /* freed request blocks kept for reuse */
+#define H1_REQ_CACHE_MAX 4096 /* only blocks up to this size (struct and head) are kept */
 
 typedef struct h1_conn h1_conn;
 typedef struct sl_h1_req sl_h1_req;
@@ -84,6 +86,7 @@ struct sl_h1_req {
     uv_timer_t timer; /* deadlines while it has no connection (queued); early errors */
     char *head;       /* the serialised request head: in the same allocation, after the struct */
     size_t head_len;
+    size_t alloc_size; /* of the whole block (the struct and room for the head) */
     const char *body;
     size_t body_len;
     uint64_t start_ms, conn_start_ms, last_data_ms;
@@ -113,6 +116,10 @@ struct sl_h1 {
     char *rbuf;      /* shared read buffer (H1_RBUF_MAX): connections keep only leftovers */
     int open_handles;
     bool freeing;
+    /* Request blocks freed by their close callback (so never on anyone's stack), kept for the next
+     * requests: a worker starts one per proxied request. */
+    sl_h1_req *req_cache[H1_REQ_CACHE];
+    int nreq_cache;
     /* The last URL parsed: a worker sends request after request to the same provider URL,
      * so its parse (and inet_pton) is done once. Offsets, so a copy of the URL matches too. */
     struct {
@@ -139,6 +146,7 @@ static void maybe_free(sl_h1 *h)
         h->hosts = ho->next;
         sl_free(ho);
     }
+    while (h->nreq_cache) sl_free(h->req_cache[--h->nreq_cache]);
     sl_free(h->rbuf);
     sl_free(h);
 }
@@ -148,7 +156,10 @@ static void on_req_closed(uv_handle_t *hd)
     sl_h1_req *q = hd->data;
     sl_h1 *h = q->h;
     sl_buf_free(&q->dec);
-    sl_free(q);
+    if (!h->freeing && q->alloc_size <= H1_REQ_CACHE_MAX && h->nreq_cache < H1_REQ_CACHE)
+        h->req_cache[h->nreq_cache++] = q;
+    else
+        sl_free(q);
     h->open_handles--;
     maybe_free(h);
 }
@@ -1204,6 +1215,24 @@ static void head_write(char *o, const sl_up_request *r, const h1_target *t, cons
     *o = '\0';
 }
 
+/* A zeroed request block with room for need bytes: a cached one if one is big enough. */
+static sl_h1_req *req_alloc(sl_h1 *h, size_t need)
+{
+    sl_h1_req *q = NULL;
+    size_t size = need;
+    for (int i = h->nreq_cache - 1; i >= 0; i--) {
+        if (h->req_cache[i]->alloc_size < need) continue;
+        q = h->req_cache[i];
+        size = q->alloc_size;
+        h->req_cache[i] = h->req_cache[--h->nreq_cache];
+        break;
+    }
+    if (!q && !(q = sl_malloc(size))) return NULL;
+    memset(q, 0, sizeof *q);
+    q->alloc_size = size;
+    return q;
+}
+
 int sl_h1_start(sl_h1 *h, const sl_up_request *r, const sl_up_callbacks *cb, void *ud, sl_up_req **out)
 {
     *out = NULL;
@@ -1215,9 +1244,9 @@ int sl_h1_start(sl_h1 *h, const sl_up_request *r, const sl_up_callbacks *cb, voi
     head_plan hp;
     rc = valid_method(r->method) ? head_size(r, &t, &hp) : SL_EINVAL;
     /* The request and its head in one allocation; an invalid request has none (it fails from the timer). */
-    sl_h1_req *q = sl_malloc(sizeof *q + (rc ? 0 : hp.total + 1));
+    size_t need = sizeof(sl_h1_req) + (rc ? 0 : hp.total + 1);
+    sl_h1_req *q = req_alloc(h, need);
     if (!q) return SL_ENOMEM;
-    memset(q, 0, sizeof *q);
     if (!rc) {
         q->head = (char *)(q + 1);
         q->head_len = hp.total;
