@@ -4,12 +4,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-struct sl_arena_block {
-    sl_arena_block *prev;
-    size_t size, used;
-    _Alignas(16) unsigned char data[];
-};
-
 #define ARENA_MAX_BLOCK (1u << 20)
 #define ARENA_MAX_SPARE (64u * 1024u)
 
@@ -57,8 +51,9 @@ static sl_arena_block *arena_grow(sl_arena *a, size_t need)
     return b;
 }
 
-void *sl_arena_alloc(sl_arena *a, size_t n)
+void *sl_arena_alloc_slow(sl_arena *a, size_t n)
 {
+    if (n > SIZE_MAX - 15) return NULL; /* would wrap to a tiny size */
     n = (n + 15) & ~(size_t)15;
     if (n == 0) n = 16;
     sl_arena_block *b = a->head;

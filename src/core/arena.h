@@ -10,6 +10,11 @@
 #include "core/sl.h"
 
 typedef struct sl_arena_block sl_arena_block;
+struct sl_arena_block {
+    sl_arena_block *prev;
+    size_t size, used;
+    _Alignas(16) unsigned char data[];
+};
 
 typedef struct sl_arena {
     sl_arena_block *head;  /* current block; older ones chained behind it */
@@ -20,7 +25,19 @@ typedef struct sl_arena {
 } sl_arena;
 
 void sl_arena_init(sl_arena *a, size_t first_block, size_t max_total);
-void *sl_arena_alloc(sl_arena *a, size_t n);      /* 16-byte aligned; NULL on failure */
+void *sl_arena_alloc_slow(sl_arena *a, size_t n); /* sl_arena_alloc when the current block is full */
+/* 16-byte aligned; NULL on failure. Inline: room in the current block is a bump of its offset. */
+static inline void *sl_arena_alloc(sl_arena *a, size_t n)
+{
+    size_t r = (n + 15) & ~(size_t)15;
+    sl_arena_block *b = a->head;
+    if (r && r >= n && b && b->size - b->used >= r) {
+        void *p = b->data + b->used;
+        b->used += r;
+        return p;
+    }
+    return sl_arena_alloc_slow(a, n);
+}
 void *sl_arena_calloc(sl_arena *a, size_t n);
 char *sl_arena_strndup(sl_arena *a, const char *s, size_t n); /* NUL-terminated copy */
 sl_str sl_arena_str(sl_arena *a, sl_str s);       /* copy of a slice (p NULL on failure) */

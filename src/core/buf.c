@@ -72,13 +72,6 @@ void sl_buf_consume(sl_buf *b, size_t n)
     if (b->p) b->p[b->len] = '\0';
 }
 
-void sl_buf_free(sl_buf *b)
-{
-    sl_free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
 char *sl_buf_detach(sl_buf *b, size_t *len)
 {
     if (!b->p && sl_buf_reserve(b, 0)) return NULL;

@@ -36,7 +36,12 @@ int sl_buf_append_u64(sl_buf *b, uint64_t v);
 void sl_buf_consume(sl_buf *b, size_t n);             /* drop n bytes from the front */
 static inline void sl_buf_clear(sl_buf *b) { b->len = 0; }
 static inline sl_str sl_buf_str(const sl_buf *b) { return (sl_str){b->p, b->len}; }
-void sl_buf_free(sl_buf *b);
+static inline void sl_buf_free(sl_buf *b)
+{
+    if (b->p) sl_free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
 /* Hands the storage to the caller (NUL-terminated); the buffer is left empty. */
 char *sl_buf_detach(sl_buf *b, size_t *len);
 

@@ -72,13 +72,6 @@ bool sl_str_case_eq(sl_str a, sl_str b)
 
 bool sl_str_starts_with(sl_str s, sl_str prefix) { return s.n >= prefix.n && memcmp(s.p, prefix.p, prefix.n) == 0; }
 
-sl_str sl_str_trim(sl_str s)
-{
-    while (s.n && (s.p[0] == ' ' || s.p[0] == '\t')) s.p++, s.n--;
-    while (s.n && (s.p[s.n - 1] == ' ' || s.p[s.n - 1] == '\t')) s.n--;
-    return s;
-}
-
 int sl_str_to_u64(sl_str s, uint64_t max, uint64_t *out)
 {
     if (s.n == 0 || s.n > 20) return SL_EINVAL;
