@@ -411,6 +411,10 @@ static void on_conn_timer(uv_timer_t *t)
         sl_conn_respond_error(c, 408, "body timeout");
     } else if (c->timer_kind == TIMER_WRITE) {
         size_t queued = sl_conn_unsent(c);
+        if (queued == 0 && c->state == CONN_READING_HEAD && !c->writing && c->out.len == 0) {
+            sl_conn_set_deadline(c, TIMER_IDLE, c->srv->lim.idle_timeout_ms); /* all delivered: idle from now */
+            return;
+        }
         if (queued < c->write_queued_at_arm) { /* slow, but reading: give it another period */
             c->write_queued_at_arm = queued;
             sl_conn_set_deadline(c, TIMER_WRITE, c->srv->lim.idle_timeout_ms);
@@ -420,6 +424,14 @@ static void on_conn_timer(uv_timer_t *t)
     } else if (c->state == CONN_READING_HEAD) {
         if (c->writing || c->out.len) { /* not idle: a response is still going out */
             sl_conn_set_deadline(c, c->timer_kind, c->srv->lim.idle_timeout_ms);
+            return;
+        }
+        size_t queued = sl_conn_unsent(c);
+        if (queued) {
+            /* The kernel still holds part of the last response (a large one read slowly):
+             * closing now could lose it. Idle only once the client stops reading it. */
+            c->write_queued_at_arm = queued;
+            sl_conn_set_deadline(c, TIMER_WRITE, c->srv->lim.idle_timeout_ms);
             return;
         }
         sl_conn_close(c); /* idle keep-alive connection */
