@@ -672,8 +672,7 @@ static int parse_head(const char *p, size_t n, int *status, int *minor, sl_http_
     for (;;) {
         if (pos == n) return SL_EAGAIN;
         if (p[pos] == '\r') break; /* the blank line */
-        size_t k = pos;
-        while (k < n && is_tchar(p[k])) k++;
+        size_t k = sl_http_scan_token(p, pos, n);
         if (k == n) return SL_EAGAIN;
         if (k == pos || p[k] != ':') return SL_EPARSE; /* also obs-fold and space before ':' */
         size_t v = sl_http_scan_value(p, k + 1, n);

@@ -94,6 +94,44 @@ size_t sl_http_scan_value(const char *b, size_t i, size_t end)
     }
 }
 
+/*
+ * Header names are the other bytes scanned on every request: 8 at a time while
+ * all are letters, digits or '-' (what real names are made of), byte by byte
+ * through the token table where one is not. Range tests on 7-bit bytes cannot
+ * carry into the next byte, so every byte's flag is exact.
+ */
+static inline uint64_t in_range8(uint64_t x, uint8_t lo, uint8_t hi) /* x: bytes < 0x80 */
+{
+    const uint64_t ones = 0x0101010101010101ull;
+    return (x + ones * (uint8_t)(0x80 - lo)) & ~(x + ones * (uint8_t)(0x7f - hi)) & (ones * 0x80);
+}
+
+static inline uint64_t not_alnum_dash(const char *p) /* flags the bytes outside [A-Za-z0-9-] */
+{
+    const uint64_t high = 0x8080808080808080ull;
+    uint64_t w;
+    memcpy(&w, p, 8);
+    uint64_t x = w & ~high;
+    uint64_t ok = in_range8(x | 0x2020202020202020ull, 'a', 'z') | in_range8(x, '0', '9') | in_range8(x, '-', '-');
+    return (~ok & high) | (w & high);
+}
+
+size_t sl_http_scan_token(const char *b, size_t i, size_t end)
+{
+    for (;;) {
+        uint64_t look = 0;
+        while (end - i >= 8 && !(look = not_alnum_dash(b + i))) i += 8;
+        if (look) {
+            i += (size_t)__builtin_ctzll(look) / 8;
+            if (!is(b[i], C_TOKEN)) return i;
+            i++; /* another token byte ('_', '.', ...): go on */
+            continue;
+        }
+        while (i < end && is(b[i], C_TOKEN)) i++;
+        return i;
+    }
+}
+
 /* ---- scan context ---- */
 
 typedef struct pctx {
@@ -332,8 +370,7 @@ static int on_header(pctx *c, sl_http_request *req, hstate *st, const sl_http_he
 static int parse_header_line(pctx *c, size_t *pos, sl_http_header *h)
 {
     const char *b = c->b;
-    size_t i = *pos, n0 = i;
-    while (i < c->end && is(b[i], C_TOKEN)) i++;
+    size_t i = sl_http_scan_token(b, *pos, c->end), n0 = *pos;
     if (i == c->end) return need_more(c, 431, "header block too large");
     if (b[i] != ':') return fail(c, 400, (b[i] == ' ' || b[i] == '\t') ? "whitespace before colon" : "malformed header name");
     if (i == n0) return fail(c, 400, "empty header name");
