@@ -21,7 +21,6 @@
  * retried with exponential backoff (100 ms doubling to 2 s); while it is down
  * calls fail at once with SL_EIO. The caller applies state.redis.on_error.
  */
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
@@ -36,62 +35,112 @@
 enum { SCRIPT_RESERVE = 0, SCRIPT_SETTLE, SCRIPT_USAGE, SCRIPT_INCR, NSCRIPTS };
 
 /*
- * KEYS: the four window hashes (minute, hour, day, month).
- * ARGV: amounts r t c; then 12 limits (metric-major: r m h d mo, t ..., c ...;
- * 0 = none); then 4 TTLs in seconds. Returns {admitted, metric, window, 12 counts}.
- * The rule is sl_state_check()'s.
+ * A consumer's limit counters are one hash (see the top of the file): field
+ * W holds the id of window W's current window, fields W..r / W..t / W..c its
+ * counts, W one of m h d M (minute hour day month). Every script reads all 16
+ * fields with one HMGET, decides in Lua and writes what changed with one HSET,
+ * so a call costs two or three Redis commands whatever the number of limits.
+ * A window whose stored id is older than the caller's starts again from zero;
+ * one whose stored id is newer (another gateway's clock is ahead) is the one
+ * counted into, so gateways with skewed clocks never split a window in two.
+ * The hash expires a minute after the end of its month window.
  */
-static const char reserve_lua[] =
-    "local f = {'r','t','c'}\n"
-    "local used = {}\n"
+#define LUA_FIELDS                                                                                                   \
+    "local FIELDS = {'m','h','d','M','mr','hr','dr','Mr','mt','ht','dt','Mt','mc','hc','dc','Mc'}\n"                \
+    "local function load(k)\n"                                                                                       \
+    "  local v = redis.call('HMGET', k, unpack(FIELDS))\n"                                                           \
+    "  local ids, used = {}, {}\n"                                                                                   \
+    "  for i = 1, 4 do ids[i] = tonumber(v[i]) end\n"                                                                \
+    "  for i = 1, 12 do used[i] = tonumber(v[4+i]) or 0 end\n"                                                       \
+    "  return ids, used\n"                                                                                           \
+    "end\n"                                                                                                          \
+    "local function store(k, ids, used, dirty, ttl, reset_month)\n"                                                  \
+    "  local a = {}\n"                                                                                               \
+    "  for i = 1, 16 do if dirty[i] then a[#a+1] = FIELDS[i]; a[#a+1] = i <= 4 and ids[i] or used[i-4] end end\n"  \
+    "  if #a > 0 then redis.call('HSET', k, unpack(a)) end\n"                                                        \
+    "  if reset_month then redis.call('EXPIRE', k, ttl) end\n"                                                       \
+    "end\n"
+
+/*
+ * KEYS: the consumer's hash. ARGV: amounts r t c; the window ids of now (minute
+ * hour day month); the hash's TTL in seconds; then 12 limits (metric-major:
+ * r m h d mo, t ..., c ...; 0 = none). Returns {admitted, metric, window, the
+ * 4 window ids counted in, 12 counts}. The rule is sl_state_check()'s.
+ */
+static const char reserve_lua[] = LUA_FIELDS
+    "local k = KEYS[1]\n"
+    "local ids, used = load(k)\n"
+    "local dirty, reset_month = {}, false\n"
     "for w = 1, 4 do\n"
-    "  local v = redis.call('HMGET', KEYS[w], 'r', 't', 'c')\n"
-    "  for m = 1, 3 do used[(m-1)*4+w] = tonumber(v[m]) or 0 end\n"
+    "  local want = tonumber(ARGV[3+w])\n"
+    "  if not ids[w] or ids[w] < want then\n"
+    "    ids[w] = want; dirty[w] = true\n"
+    "    if w == 4 then reset_month = true end\n"
+    "    for m = 1, 3 do used[(m-1)*4+w] = 0; dirty[4+(m-1)*4+w] = true end\n"
+    "  end\n"
     "end\n"
     "for m = 1, 3 do\n"
     "  local a = tonumber(ARGV[m])\n"
     "  for w = 1, 4 do\n"
-    "    local lim = tonumber(ARGV[3+(m-1)*4+w])\n"
+    "    local lim = tonumber(ARGV[8+(m-1)*4+w])\n"
     "    local u = used[(m-1)*4+w]\n"
     "    if lim > 0 and (u >= lim or a > lim - u) then\n"
-    "      local out = {0, m-1, w-1}\n"
-    "      for i = 1, 12 do out[3+i] = used[i] end\n"
+    "      local out = {0, m-1, w-1, ids[1], ids[2], ids[3], ids[4]}\n"
+    "      for i = 1, 12 do out[7+i] = used[i] end\n"
     "      return out\n"
     "    end\n"
     "  end\n"
     "end\n"
-    "for w = 1, 4 do\n"
-    "  for m = 1, 3 do\n"
-    "    local a = tonumber(ARGV[m])\n"
-    "    if a ~= 0 then used[(m-1)*4+w] = redis.call('HINCRBY', KEYS[w], f[m], a) end\n"
+    "for m = 1, 3 do\n"
+    "  local a = tonumber(ARGV[m])\n"
+    "  if a ~= 0 then\n"
+    "    for w = 1, 4 do local i = (m-1)*4+w; used[i] = used[i] + a; dirty[4+i] = true end\n"
     "  end\n"
-    "  if redis.call('TTL', KEYS[w]) < 0 then redis.call('EXPIRE', KEYS[w], ARGV[15+w]) end\n"
     "end\n"
-    "local out = {1, -1, -1}\n"
-    "for i = 1, 12 do out[3+i] = used[i] end\n"
+    "store(k, ids, used, dirty, ARGV[8], reset_month)\n"
+    "local out = {1, -1, -1, ids[1], ids[2], ids[3], ids[4]}\n"
+    "for i = 1, 12 do out[7+i] = used[i] end\n"
     "return out\n";
 
-/* KEYS: the four window hashes. ARGV: deltas r t c, then 4 TTLs. Counters never go below zero. */
-static const char settle_lua[] =
-    "local f = {'r','t','c'}\n"
+/*
+ * KEYS: the consumer's hash. ARGV: deltas r t c; the window ids the deltas
+ * belong to; the hash's TTL in seconds. A window that has moved on is left
+ * alone; a newer one starts from zero (a usage record without reservation).
+ * Counters never go below zero.
+ */
+static const char settle_lua[] = LUA_FIELDS
+    "local k = KEYS[1]\n"
+    "local ids, used = load(k)\n"
+    "local dirty, reset_month = {}, false\n"
     "for w = 1, 4 do\n"
-    "  for m = 1, 3 do\n"
-    "    local d = tonumber(ARGV[m])\n"
-    "    if d ~= 0 then\n"
-    "      if redis.call('HINCRBY', KEYS[w], f[m], d) < 0 then redis.call('HSET', KEYS[w], f[m], 0) end\n"
+    "  local want = tonumber(ARGV[3+w])\n"
+    "  if not ids[w] or ids[w] <= want then\n"
+    "    if not ids[w] or ids[w] < want then\n"
+    "      ids[w] = want; dirty[w] = true\n"
+    "      if w == 4 then reset_month = true end\n"
+    "      for m = 1, 3 do used[(m-1)*4+w] = 0; dirty[4+(m-1)*4+w] = true end\n"
+    "    end\n"
+    "    for m = 1, 3 do\n"
+    "      local d = tonumber(ARGV[m])\n"
+    "      if d ~= 0 then\n"
+    "        local i = (m-1)*4+w\n"
+    "        used[i] = used[i] + d\n"
+    "        if used[i] < 0 then used[i] = 0 end\n"
+    "        dirty[4+i] = true\n"
+    "      end\n"
     "    end\n"
     "  end\n"
-    "  if redis.call('TTL', KEYS[w]) == -1 then redis.call('EXPIRE', KEYS[w], ARGV[3+w]) end\n"
     "end\n"
+    "store(k, ids, used, dirty, ARGV[8], reset_month)\n"
     "return 1\n";
 
-/* KEYS: the four window hashes. Returns 12 counts. */
-static const char usage_lua[] =
+/* KEYS: the consumer's hash. ARGV: the window ids of now. Returns 12 counts (0 for another window). */
+static const char usage_lua[] = LUA_FIELDS
+    "local ids, used = load(KEYS[1])\n"
     "local out = {}\n"
-    "for w = 1, 4 do\n"
-    "  local v = redis.call('HMGET', KEYS[w], 'r', 't', 'c')\n"
-    "  for m = 1, 3 do out[(m-1)*4+w] = tonumber(v[m]) or 0 end\n"
-    "end\n"
+    "for m = 1, 3 do for w = 1, 4 do\n"
+    "  out[(m-1)*4+w] = ids[w] == tonumber(ARGV[w]) and used[(m-1)*4+w] or 0\n"
+    "end end\n"
     "return out\n";
 
 /* KEYS: the value. ARGV: by, ttl ms (0 = none). TTL set only when the key has none. */
@@ -106,16 +155,33 @@ static const char *const scripts[NSCRIPTS] = {reserve_lua, settle_lua, usage_lua
 
 enum { OP_RESERVE, OP_SETTLE, OP_USAGE, OP_VALUE, OP_ITEMS, OP_INTERNAL };
 
-#define MAX_ARGS 32
 #define MAX_PENDING 100000 /* calls in flight per connection; more fail at once */
+#define CMD_MAX (1u << 20) /* longest command (set values are at most SL_STATE_MAX_VALUE) */
+#define CMD_INLINE 400     /* a limit call fits here: no allocation for its command */
+#define CMD_HEAD 16        /* room in front of the arguments for "*N\r\n" */
 
 typedef struct rconn rconn;
+
+/*
+ * A call's command, built directly in the Redis protocol (RESP) so that
+ * hiredis only copies it: arguments are appended after CMD_HEAD bytes of room
+ * where the "*N" line goes once their number is known.
+ */
+typedef struct cmd {
+    char *p;            /* inl, or allocated when a command outgrows it */
+    size_t len, cap;    /* len counts from p */
+    int argc;
+    bool failed;        /* an append did not fit under CMD_MAX or memory ran out */
+    size_t start;       /* where the finished command begins in p */
+    size_t rest;        /* scripts: where the arguments after the SHA begin (NOSCRIPT resends as EVAL) */
+    size_t key, keylen; /* limit calls: the consumer's hash (a cancelled reservation's give-back) */
+    char inl[CMD_INLINE];
+} cmd;
 
 struct sl_state_op {
     rconn *c;
     sl_state_op *prev, *next; /* FIFO of calls in flight */
     int kind;
-    int script;               /* SCRIPT_* or -1 for a plain command */
     const char *lua;          /* the script's source (NOSCRIPT: resent as EVAL), or NULL */
     bool answered;            /* the caller's callback ran (or must not run) */
     bool cancelled;
@@ -128,15 +194,22 @@ struct sl_state_op {
         sl_items_cb items;
     } cb;
     void *ud;
-    int64_t window_id[SL_WIN_COUNT]; /* reserve: where to give back if cancelled and admitted */
-    int64_t amount[SL_MET_COUNT];
-    char *consumer;                  /* reserve: for the give-back */
-    int argc;
-    const char *argv[MAX_ARGS];
-    size_t argvlen[MAX_ARGS];
-    size_t argoff[MAX_ARGS];         /* where each argument starts in args */
-    sl_buf args;                     /* storage of the arguments */
+    int64_t window_id[SL_WIN_COUNT]; /* usage: the windows of now */
+    int64_t amount[SL_MET_COUNT];    /* reserve: what to give back if cancelled and admitted */
+    int64_t now_ms;
+    cmd cmd;
 };
+
+/* The hiredis event hooks on libuv (see "event loop" below). */
+typedef struct uvev {
+    redisAsyncContext *ac;
+    uv_poll_t poll;
+    uv_prepare_t flush;
+    int events;       /* what the poll handle watches */
+    bool want_write;  /* commands wait in hiredis' buffer for the next flush */
+    bool in_flush;
+    int open_handles; /* freed when both handles have closed */
+} uvev;
 
 struct rconn {
     sl_state base;
@@ -159,9 +232,109 @@ struct rconn {
 
 static void op_free(sl_state_op *op)
 {
-    sl_buf_free(&op->args);
-    sl_free(op->consumer);
+    if (op->cmd.p != op->cmd.inl) sl_free(op->cmd.p);
     sl_free(op);
+}
+
+/* ---- event loop ----------------------------------------------------------- */
+
+/*
+ * hiredis' own libuv adapter turns write interest on for every command and
+ * off after every write: two epoll_ctl changes (four syscalls with libuv's
+ * ADD-then-MOD) per round trip. Here the socket is watched for reading only;
+ * commands queued while the loop runs its callbacks are written with one
+ * write() from a prepare handle, just before the loop blocks again. Write
+ * interest is asked for only while connecting and when the socket's buffer
+ * is full. A poll error is handed to hiredis as readiness, so that it reads
+ * the socket's error (a refused connect) instead of waiting for a timeout.
+ */
+static void ev_on_poll(uv_poll_t *h, int status, int events)
+{
+    uvev *e = h->data;
+    if (status < 0) events = e->events; /* let hiredis find the error */
+    if (e->ac && (events & UV_READABLE)) redisAsyncHandleRead(e->ac);
+    if (e->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(e->ac);
+}
+
+static void ev_watch(uvev *e, int events)
+{
+    if (events == e->events || !e->ac) return;
+    e->events = events;
+    if (events) uv_poll_start(&e->poll, events, ev_on_poll);
+    else uv_poll_stop(&e->poll);
+}
+
+static void ev_on_flush(uv_prepare_t *h)
+{
+    uvev *e = h->data;
+    uv_prepare_stop(h);
+    if (!e->ac || !e->want_write) return;
+    e->want_write = false;
+    e->in_flush = true;
+    redisAsyncHandleWrite(e->ac); /* may free the context: e stays until its handles close */
+    e->in_flush = false;
+}
+
+static void ev_add_read(void *p) { uvev *e = p; ev_watch(e, e->events | UV_READABLE); }
+static void ev_del_read(void *p) { uvev *e = p; ev_watch(e, e->events & ~UV_READABLE); }
+
+static void ev_add_write(void *p)
+{
+    uvev *e = p;
+    /* Connecting, or a write that did not finish: wait for the socket. Otherwise: the next flush. */
+    if (e->in_flush || !(e->ac->c.flags & REDIS_CONNECTED) || (e->events & UV_WRITABLE)) {
+        ev_watch(e, e->events | UV_WRITABLE);
+        return;
+    }
+    if (!e->want_write) {
+        e->want_write = true;
+        uv_prepare_start(&e->flush, ev_on_flush);
+    }
+}
+
+static void ev_del_write(void *p)
+{
+    uvev *e = p;
+    e->want_write = false;
+    ev_watch(e, e->events & ~UV_WRITABLE);
+}
+
+static void ev_on_closed(uv_handle_t *h)
+{
+    uvev *e = h->data;
+    if (--e->open_handles == 0) sl_free(e);
+}
+
+static void ev_cleanup(void *p)
+{
+    uvev *e = p;
+    if (!e) return;
+    e->ac = NULL;
+    uv_close((uv_handle_t *)&e->poll, ev_on_closed);
+    uv_close((uv_handle_t *)&e->flush, ev_on_closed);
+}
+
+static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    if (ac->ev.data) return REDIS_ERR;
+    uvev *e = sl_calloc(1, sizeof *e);
+    if (!e) return REDIS_ERR;
+    if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
+        sl_free(e);
+        return REDIS_ERR;
+    }
+    uv_prepare_init(loop, &e->flush);
+    uv_unref((uv_handle_t *)&e->flush);
+    e->poll.data = e->flush.data = e;
+    e->open_handles = 2;
+    e->ac = ac;
+    ac->ev.data = e;
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    ac->ev.cleanup = ev_cleanup;
+    return REDIS_OK;
 }
 
 static void unlink_op(rconn *c, sl_state_op *op)
@@ -253,7 +426,7 @@ static void start_connect(rconn *c)
         return;
     }
     ac->data = c;
-    if (redisLibuvAttach(ac, c->base.loop) != REDIS_OK) {
+    if (ev_attach(ac, c->base.loop) != REDIS_OK) {
         redisAsyncFree(ac);
         schedule_reconnect(c);
         return;
@@ -328,7 +501,9 @@ static void deliver_reserve(rconn *c, sl_state_op *op, const redisReply *r)
 {
     sl_reserve_result res = {.err = SL_OK};
     int64_t admitted = 0, m = -1, w = -1;
-    if (!int_at(r, 0, &admitted) || !int_at(r, 1, &m) || !int_at(r, 2, &w) || !read_counts(r, 3, &res.counts)) {
+    bool ok = int_at(r, 0, &admitted) && int_at(r, 1, &m) && int_at(r, 2, &w) && read_counts(r, 7, &res.counts);
+    for (int i = 0; ok && i < SL_WIN_COUNT; i++) ok = int_at(r, 3 + (size_t)i, &op->window_id[i]);
+    if (!ok) {
         fail_op(op, SL_EPARSE);
         return;
     }
@@ -407,6 +582,24 @@ static void deliver(rconn *c, sl_state_op *op, const redisReply *r)
     }
 }
 
+static void on_reply(redisAsyncContext *ac, void *rp, void *privdata);
+
+/* The same call as EVAL with the script's source: a new command (rare: once per script and server). */
+static int resend_as_eval(redisAsyncContext *ac, sl_state_op *op)
+{
+    size_t lualen = strlen(op->lua);
+    sl_buf b;
+    sl_buf_init(&b, CMD_MAX + lualen + 64);
+    char head[64];
+    int n = snprintf(head, sizeof head, "*%d\r\n$4\r\nEVAL\r\n$%zu\r\n", op->cmd.argc, lualen);
+    bool ok = sl_buf_append(&b, head, (size_t)n) == SL_OK && sl_buf_append(&b, op->lua, lualen) == SL_OK &&
+              sl_buf_append(&b, "\r\n", 2) == SL_OK &&
+              sl_buf_append(&b, op->cmd.p + op->cmd.rest, op->cmd.len - op->cmd.rest) == SL_OK;
+    int rc = ok ? redisAsyncFormattedCommand(ac, on_reply, op, b.p, b.len) : REDIS_ERR;
+    sl_buf_free(&b);
+    return rc;
+}
+
 static void on_reply(redisAsyncContext *ac, void *rp, void *privdata)
 {
     redisReply *r = rp;
@@ -416,9 +609,7 @@ static void on_reply(redisAsyncContext *ac, void *rp, void *privdata)
         sl_str_starts_with((sl_str){r->str, r->len}, SL_STR("NOSCRIPT")) && c->ac == ac) {
         /* The server does not know the script yet: the same call as EVAL (which also caches it). */
         op->retried_eval = true;
-        op->argv[0] = "EVAL", op->argvlen[0] = 4;
-        op->argv[1] = op->lua, op->argvlen[1] = strlen(op->lua);
-        if (redisAsyncCommandArgv(ac, on_reply, op, op->argc, op->argv, op->argvlen) == REDIS_OK) return;
+        if (resend_as_eval(ac, op) == REDIS_OK) return;
     }
     unlink_op(c, op);
     if (!r) {
@@ -438,86 +629,160 @@ static void on_reply(redisAsyncContext *ac, void *rp, void *privdata)
  * so on_error applies at once instead of after timeout_ms). */
 static bool unusable(const rconn *c) { return !c->ac || c->closing || (!c->connected && c->down_logged); }
 
-
-static sl_state_op *op_new(rconn *c, int kind, int script)
+static sl_state_op *op_new(rconn *c, int kind, const char *lua)
 {
-    sl_state_op *op = sl_calloc(1, sizeof(*op));
+    sl_state_op *op = sl_malloc(sizeof(*op));
     if (!op) return NULL;
+    memset(op, 0, offsetof(sl_state_op, cmd) + offsetof(cmd, inl)); /* the inline command bytes need no clearing */
     op->c = c;
     op->kind = kind;
-    op->script = script;
-    op->lua = script >= 0 ? scripts[script] : NULL;
-    sl_buf_init(&op->args, 1u << 20);
+    op->lua = lua;
+    op->cmd.p = op->cmd.inl;
+    op->cmd.cap = CMD_INLINE;
+    op->cmd.len = CMD_HEAD;
     return op;
 }
 
-/* Arguments are appended to one buffer, then pointed at once it no longer moves. */
-static void arg(sl_state_op *op, sl_str s)
+/* n more bytes at the end of the command; NULL (and the command marked failed) when they do not fit. */
+static char *cmd_room(cmd *m, size_t n)
 {
-    if (op->argc >= MAX_ARGS) return;
-    if (sl_buf_reserve(&op->args, s.n + 1) != SL_OK) {
-        op->argc = MAX_ARGS; /* marks the call as broken: send_op refuses it */
-        return;
+    if (m->failed) return NULL;
+    if (m->len + n > m->cap) {
+        size_t cap = SL_MAX(m->cap * 2, m->len + n);
+        char *p = m->len + n <= CMD_MAX ? sl_malloc(cap) : NULL;
+        if (!p) {
+            m->failed = true;
+            return NULL;
+        }
+        memcpy(p, m->p, m->len);
+        if (m->p != m->inl) sl_free(m->p);
+        m->p = p, m->cap = cap;
     }
-    op->argvlen[op->argc] = s.n;
-    op->argoff[op->argc] = op->args.len;
-    op->argc++;
-    sl_buf_append(&op->args, s.p ? s.p : "", s.n);
+    char *at = m->p + m->len;
+    m->len += n;
+    return at;
 }
 
-static void arg_i64(sl_state_op *op, int64_t v)
+/* Decimal digits of v into out (at least 20 bytes, no NUL); returns their number. */
+static size_t fmt_u64(char *out, uint64_t v)
+{
+    char t[20];
+    size_t n = 0;
+    do t[n++] = (char)('0' + v % 10);
+    while ((v /= 10) && n < sizeof t);
+    for (size_t i = 0; i < n; i++) out[i] = t[n - 1 - i];
+    return n;
+}
+
+static size_t fmt_i64(char *out, int64_t v)
+{
+    if (v >= 0) return fmt_u64(out, (uint64_t)v);
+    out[0] = '-';
+    return 1 + fmt_u64(out + 1, (uint64_t)0 - (uint64_t)v);
+}
+
+/* Starts an argument of n bytes ("$n\r\n" and the closing "\r\n" written); returns where its bytes go. */
+static char *arg_begin(cmd *m, size_t n)
+{
+    char head[24];
+    head[0] = '$';
+    size_t h = 1 + fmt_u64(head + 1, n);
+    head[h++] = '\r', head[h++] = '\n';
+    char *p = cmd_room(m, h + n + 2);
+    if (!p) return NULL;
+    memcpy(p, head, h);
+    p[h + n] = '\r', p[h + n + 1] = '\n';
+    m->argc++;
+    return p + h;
+}
+
+static void arg(cmd *m, sl_str s)
+{
+    char *p = arg_begin(m, s.n);
+    if (p && s.n) memcpy(p, s.p, s.n);
+}
+
+static void arg_i64(cmd *m, int64_t v)
 {
     char b[24];
-    int n = snprintf(b, sizeof b, "%lld", (long long)v);
-    arg(op, (sl_str){b, (size_t)n});
+    arg(m, (sl_str){b, fmt_i64(b, v)});
 }
 
-static void arg_key(sl_state_op *op, const char *prefix, const char *kind, sl_str a, const char *win, int64_t id)
+/* An argument made of three pieces (a key: prefix, kind, name). */
+static char *arg3(cmd *m, sl_str a, sl_str b, sl_str c)
 {
-    char b[SL_STATE_MAX_KEY + 160];
-    int n = id >= 0 ? snprintf(b, sizeof b, "%s%s%.*s%s:%lld", prefix, kind, SL_STR_FMT(a), win, (long long)id)
-                    : snprintf(b, sizeof b, "%s%s%.*s", prefix, kind, SL_STR_FMT(a));
-    arg(op, (sl_str){b, (size_t)SL_MIN((size_t)SL_MAX(n, 0), sizeof b - 1)});
+    char *p = arg_begin(m, a.n + b.n + c.n);
+    if (!p) return NULL;
+    if (a.n) memcpy(p, a.p, a.n);
+    if (b.n) memcpy(p + a.n, b.p, b.n);
+    if (c.n) memcpy(p + a.n + b.n, c.p, c.n);
+    return p;
 }
 
-static void window_keys(sl_state_op *op, rconn *c, sl_str consumer, const int64_t id[SL_WIN_COUNT])
+static sl_str prefix_of(const rconn *c) { return sl_str_from_cstr(c->base.prefix); }
+
+/* Values: PREFIX "kv:" KEY. */
+static void value_key(cmd *m, const rconn *c, sl_str key)
 {
-    char tag[SL_STATE_MAX_KEY + 8];
-    int n = snprintf(tag, sizeof tag, "{%.*s}:", (int)SL_MIN(consumer.n, SL_STATE_MAX_KEY), consumer.p);
-    for (int w = 0; w < SL_WIN_COUNT; w++)
-        arg_key(op, c->base.prefix, "rl:", (sl_str){tag, (size_t)n}, sl_window_name((sl_window)w), id[w]);
+    arg3(m, prefix_of(c), SL_STR("kv:"), (sl_str){key.p, SL_MIN(key.n, SL_STATE_MAX_KEY)});
 }
 
-static void ttl_args(sl_state_op *op, const int64_t id[SL_WIN_COUNT], int64_t now_ms)
+/* A consumer's limit counters: PREFIX "rl:{" CONSUMER "}" (remembered for a give-back). */
+static void limit_key(cmd *m, const rconn *c, sl_str consumer)
 {
-    for (int w = 0; w < SL_WIN_COUNT; w++) {
-        int64_t left = (sl_window_end_ms((sl_window)w, id[w]) - now_ms) / 1000;
-        arg_i64(op, SL_MAX(left, 0) + 60); /* a minute of slack for late settlements */
-    }
+    char tag[SL_STATE_MAX_KEY + 2];
+    size_t n = SL_MIN(consumer.n, SL_STATE_MAX_KEY);
+    if (n) memcpy(tag, consumer.p, n);
+    tag[n++] = '}';
+    char *p = arg3(m, prefix_of(c), SL_STR("rl:{"), (sl_str){tag, n});
+    if (!p) return;
+    m->key = (size_t)(p - m->p);
+    m->keylen = prefix_of(c).n + 4 + n;
+}
+
+/* EVALSHA SHA NKEYS: the arguments after the SHA are what an EVAL resend keeps. */
+static void script_head(cmd *m, const char *sha, int nkeys)
+{
+    arg(m, SL_STR("EVALSHA"));
+    arg(m, (sl_str){sha, 40});
+    m->rest = m->len;
+    arg_i64(m, nkeys);
+}
+
+/* The window ids, then the TTL of the consumer's hash: a minute after the month window ends. */
+static void window_args(cmd *m, const int64_t id[SL_WIN_COUNT], int64_t now_ms)
+{
+    for (int w = 0; w < SL_WIN_COUNT; w++) arg_i64(m, id[w]);
+    int64_t left = (sl_window_end_ms(SL_WIN_MONTH, id[SL_WIN_MONTH]) - now_ms) / 1000;
+    arg_i64(m, SL_MAX(left, 0) + 60); /* a minute of slack for late settlements */
+}
+
+/* Puts "*argc\r\n" right in front of the arguments. */
+static void cmd_finish(cmd *m)
+{
+    char head[CMD_HEAD];
+    head[0] = '*';
+    size_t h = 1 + fmt_u64(head + 1, (uint64_t)m->argc);
+    head[h++] = '\r', head[h++] = '\n';
+    m->start = CMD_HEAD - h;
+    memcpy(m->p + m->start, head, h);
 }
 
 static int send_op(rconn *c, sl_state_op *op)
 {
-    if (!op->args.p || op->argc >= MAX_ARGS) return SL_ENOMEM; /* an append failed, or too many arguments */
-    for (int i = 0; i < op->argc; i++) op->argv[i] = op->args.p + op->argoff[i];
+    if (op->cmd.failed) return op->cmd.len > CMD_MAX / 2 ? SL_ELIMIT : SL_ENOMEM;
+    cmd_finish(&op->cmd);
     if (unusable(c)) return SL_EIO;
     if (c->npending >= MAX_PENDING) return SL_ELIMIT;
     op->deadline_ns = uv_hrtime() + c->base.timeout_ms * 1000000ull;
-    if (redisAsyncCommandArgv(c->ac, on_reply, op, op->argc, op->argv, op->argvlen) != REDIS_OK) return SL_EIO;
+    const char *p = op->cmd.p + op->cmd.start;
+    if (redisAsyncFormattedCommand(c->ac, on_reply, op, p, op->cmd.len - op->cmd.start) != REDIS_OK) return SL_EIO;
     op->prev = c->tail;
     if (c->tail) c->tail->next = op;
     else c->head = op;
     c->tail = op;
     c->npending++;
     return SL_OK;
-}
-
-/* Starts op as EVALSHA script with nkeys keys (the keys and arguments follow, added by the caller). */
-static void script_head(sl_state_op *op, rconn *c, int script, int nkeys)
-{
-    arg(op, SL_STR("EVALSHA"));
-    arg(op, (sl_str){c->sha[script], 40});
-    arg_i64(op, nkeys);
 }
 
 static int submit(rconn *c, sl_state_op *op, sl_state_op **out)
@@ -537,67 +802,77 @@ static int r_reserve(sl_state *h, const sl_reserve *q, sl_reserve_cb cb, void *u
 {
     rconn *c = (rconn *)h;
     if (unusable(c)) return SL_EIO;
-    sl_state_op *op = op_new(c, OP_RESERVE, SCRIPT_RESERVE);
+    sl_state_op *op = op_new(c, OP_RESERVE, reserve_lua);
     if (!op) return SL_ENOMEM;
     op->cb.reserve = cb, op->ud = ud;
+    op->now_ms = q->now_ms;
     for (int w = 0; w < SL_WIN_COUNT; w++) op->window_id[w] = sl_window_id((sl_window)w, q->now_ms);
     memcpy(op->amount, q->amount, sizeof op->amount);
-    if (!(op->consumer = sl_strndup(q->consumer.p ? q->consumer.p : "", q->consumer.n))) {
-        op_free(op);
-        return SL_ENOMEM;
-    }
-    script_head(op, c, SCRIPT_RESERVE, SL_WIN_COUNT);
-    window_keys(op, c, q->consumer, op->window_id);
-    for (int m = 0; m < SL_MET_COUNT; m++) arg_i64(op, q->amount[m]);
-    for (int m = 0; m < SL_MET_COUNT; m++)
-        for (int w = 0; w < SL_WIN_COUNT; w++) arg_i64(op, q->limit[m][w]);
-    ttl_args(op, op->window_id, q->now_ms);
+    cmd *m = &op->cmd;
+    script_head(m, c->sha[SCRIPT_RESERVE], 1);
+    limit_key(m, c, q->consumer);
+    for (int i = 0; i < SL_MET_COUNT; i++) arg_i64(m, q->amount[i]);
+    window_args(m, op->window_id, q->now_ms);
+    for (int i = 0; i < SL_MET_COUNT; i++)
+        for (int w = 0; w < SL_WIN_COUNT; w++) arg_i64(m, q->limit[i][w]);
     return submit(c, op, out);
 }
 
-static int settle_args(rconn *c, const sl_settle *s)
+/* A settlement of the hash key (a full key: PREFIX "rl:{" CONSUMER "}"). */
+static int settle_key(rconn *c, sl_str key, const int64_t id[SL_WIN_COUNT], const int64_t delta[SL_MET_COUNT])
 {
-    sl_state_op *op = op_new(c, OP_SETTLE, SCRIPT_SETTLE);
+    sl_state_op *op = op_new(c, OP_SETTLE, settle_lua);
     if (!op) return SL_ENOMEM;
     op->answered = true; /* nobody waits for it */
-    script_head(op, c, SCRIPT_SETTLE, SL_WIN_COUNT);
-    window_keys(op, c, s->consumer, s->window_id);
-    for (int m = 0; m < SL_MET_COUNT; m++) arg_i64(op, s->delta[m]);
-    ttl_args(op, s->window_id, sl_state_now_ms());
+    cmd *m = &op->cmd;
+    script_head(m, c->sha[SCRIPT_SETTLE], 1);
+    arg(m, key);
+    for (int i = 0; i < SL_MET_COUNT; i++) arg_i64(m, delta[i]);
+    window_args(m, id, sl_state_now_ms());
     return submit(c, op, NULL);
 }
 
 static int r_settle(sl_state *h, const sl_settle *s)
 {
     rconn *c = (rconn *)h;
-    return !unusable(c) ? settle_args(c, s) : SL_EIO;
+    if (unusable(c)) return SL_EIO;
+    if (!s->delta[SL_MET_REQUESTS] && !s->delta[SL_MET_TOKENS] && !s->delta[SL_MET_COST]) return SL_OK; /* nothing to add */
+    sl_state_op *op = op_new(c, OP_SETTLE, settle_lua);
+    if (!op) return SL_ENOMEM;
+    op->answered = true;
+    cmd *m = &op->cmd;
+    script_head(m, c->sha[SCRIPT_SETTLE], 1);
+    limit_key(m, c, s->consumer);
+    for (int i = 0; i < SL_MET_COUNT; i++) arg_i64(m, s->delta[i]);
+    window_args(m, s->window_id, sl_state_now_ms());
+    return submit(c, op, NULL);
 }
 
-/* A reservation admitted after its caller stopped waiting: undo it. */
+/* A reservation admitted after its caller stopped waiting: undo it (in the windows the script counted it in). */
 static void give_back(rconn *c, const sl_state_op *op)
 {
-    sl_settle s = {.consumer = sl_str_from_cstr(op->consumer)};
-    memcpy(s.window_id, op->window_id, sizeof s.window_id);
-    for (int m = 0; m < SL_MET_COUNT; m++) s.delta[m] = -op->amount[m];
-    if (!c->closing && c->ac) settle_args(c, &s);
+    int64_t delta[SL_MET_COUNT];
+    for (int i = 0; i < SL_MET_COUNT; i++) delta[i] = -op->amount[i];
+    if (!c->closing && c->ac) settle_key(c, (sl_str){op->cmd.p + op->cmd.key, op->cmd.keylen}, op->window_id, delta);
 }
 
 static int r_usage(sl_state *h, sl_str consumer, int64_t now_ms, sl_usage_cb cb, void *ud, sl_state_op **out)
 {
     rconn *c = (rconn *)h;
     if (unusable(c)) return SL_EIO;
-    sl_state_op *op = op_new(c, OP_USAGE, SCRIPT_USAGE);
+    sl_state_op *op = op_new(c, OP_USAGE, usage_lua);
     if (!op) return SL_ENOMEM;
     op->cb.usage = cb, op->ud = ud;
     for (int w = 0; w < SL_WIN_COUNT; w++) op->window_id[w] = sl_window_id((sl_window)w, now_ms);
-    script_head(op, c, SCRIPT_USAGE, SL_WIN_COUNT);
-    window_keys(op, c, consumer, op->window_id);
+    script_head(&op->cmd, c->sha[SCRIPT_USAGE], 1);
+    limit_key(&op->cmd, c, consumer);
+    for (int w = 0; w < SL_WIN_COUNT; w++) arg_i64(&op->cmd, op->window_id[w]);
     return submit(c, op, out);
 }
 
-static sl_state_op *value_op(rconn *c, int script, sl_value_cb cb, void *ud)
+static sl_state_op *value_op(rconn *c, const char *lua, sl_value_cb cb, void *ud)
 {
-    sl_state_op *op = op_new(c, OP_VALUE, script);
+    sl_state_op *op = op_new(c, OP_VALUE, lua);
     if (op) op->cb.value = cb, op->ud = ud;
     return op;
 }
@@ -605,24 +880,24 @@ static sl_state_op *value_op(rconn *c, int script, sl_value_cb cb, void *ud)
 static int r_get(sl_state *h, sl_str key, sl_value_cb cb, void *ud, sl_state_op **out)
 {
     rconn *c = (rconn *)h;
-    sl_state_op *op = !unusable(c) ? value_op(c, -1, cb, ud) : NULL;
+    sl_state_op *op = !unusable(c) ? value_op(c, NULL, cb, ud) : NULL;
     if (!op) return !unusable(c) ? SL_ENOMEM : SL_EIO;
-    arg(op, SL_STR("GET"));
-    arg_key(op, c->base.prefix, "kv:", key, "", -1);
+    arg(&op->cmd, SL_STR("GET"));
+    value_key(&op->cmd, c, key);
     return submit(c, op, out);
 }
 
 static int r_set(sl_state *h, sl_str key, sl_str value, uint64_t ttl_ms, sl_value_cb cb, void *ud, sl_state_op **out)
 {
     rconn *c = (rconn *)h;
-    sl_state_op *op = !unusable(c) ? value_op(c, -1, cb, ud) : NULL;
+    sl_state_op *op = !unusable(c) ? value_op(c, NULL, cb, ud) : NULL;
     if (!op) return !unusable(c) ? SL_ENOMEM : SL_EIO;
-    arg(op, SL_STR("SET"));
-    arg_key(op, c->base.prefix, "kv:", key, "", -1);
-    arg(op, value);
+    arg(&op->cmd, SL_STR("SET"));
+    value_key(&op->cmd, c, key);
+    arg(&op->cmd, value);
     if (ttl_ms) {
-        arg(op, SL_STR("PX"));
-        arg_i64(op, (int64_t)ttl_ms);
+        arg(&op->cmd, SL_STR("PX"));
+        arg_i64(&op->cmd, (int64_t)ttl_ms);
     }
     return submit(c, op, out);
 }
@@ -630,22 +905,22 @@ static int r_set(sl_state *h, sl_str key, sl_str value, uint64_t ttl_ms, sl_valu
 static int r_incr(sl_state *h, sl_str key, int64_t by, uint64_t ttl_ms, sl_value_cb cb, void *ud, sl_state_op **out)
 {
     rconn *c = (rconn *)h;
-    sl_state_op *op = !unusable(c) ? value_op(c, SCRIPT_INCR, cb, ud) : NULL;
+    sl_state_op *op = !unusable(c) ? value_op(c, incr_lua, cb, ud) : NULL;
     if (!op) return !unusable(c) ? SL_ENOMEM : SL_EIO;
-    script_head(op, c, SCRIPT_INCR, 1);
-    arg_key(op, c->base.prefix, "kv:", key, "", -1);
-    arg_i64(op, by);
-    arg_i64(op, (int64_t)ttl_ms);
+    script_head(&op->cmd, c->sha[SCRIPT_INCR], 1);
+    value_key(&op->cmd, c, key);
+    arg_i64(&op->cmd, by);
+    arg_i64(&op->cmd, (int64_t)ttl_ms);
     return submit(c, op, out);
 }
 
 static int r_del(sl_state *h, sl_str key, sl_value_cb cb, void *ud, sl_state_op **out)
 {
     rconn *c = (rconn *)h;
-    sl_state_op *op = !unusable(c) ? value_op(c, -1, cb, ud) : NULL;
+    sl_state_op *op = !unusable(c) ? value_op(c, NULL, cb, ud) : NULL;
     if (!op) return !unusable(c) ? SL_ENOMEM : SL_EIO;
-    arg(op, SL_STR("DEL"));
-    arg_key(op, c->base.prefix, "kv:", key, "", -1);
+    arg(&op->cmd, SL_STR("DEL"));
+    value_key(&op->cmd, c, key);
     return submit(c, op, out);
 }
 
@@ -654,15 +929,13 @@ static int r_eval(sl_state *h, const sl_state_script *s, const sl_str *keys, siz
 {
     rconn *c = (rconn *)h;
     if (unusable(c)) return SL_EIO;
-    sl_state_op *op = op_new(c, OP_ITEMS, -1);
+    sl_state_op *op = op_new(c, OP_ITEMS, s->lua);
     if (!op) return SL_ENOMEM;
     op->cb.items = cb, op->ud = ud;
-    op->lua = s->lua;
-    arg(op, SL_STR("EVALSHA"));
-    arg(op, (sl_str){s->sha1, 40});
-    arg_i64(op, (int64_t)nkeys);
-    for (size_t i = 0; i < nkeys; i++) arg_key(op, c->base.prefix, "", keys[i], "", -1);
-    for (size_t i = 0; i < nargs; i++) arg(op, args[i]);
+    script_head(&op->cmd, s->sha1, (int)nkeys);
+    for (size_t i = 0; i < nkeys; i++)
+        arg3(&op->cmd, prefix_of(c), SL_STR_NULL, (sl_str){keys[i].p, SL_MIN(keys[i].n, SL_STATE_MAX_KEY)});
+    for (size_t i = 0; i < nargs; i++) arg(&op->cmd, args[i]);
     return submit(c, op, out);
 }
 
