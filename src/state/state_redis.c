@@ -1,18 +1,21 @@
 /*
  * state_redis.c: the Redis backend. One hiredis async connection per handle
- * (so per worker loop), driven by the libuv adapter.
+ * (so per worker loop), driven by our own libuv hooks ("event loop" below).
  *
- * Every limit check is one Lua script run atomically by Redis (read every
- * window, refuse or add to all of them), so any number of gateways sharing a
- * Redis see one set of counters. Scripts go as EVALSHA; a NOSCRIPT answer
- * (a fresh or flushed server) resends the same call as EVAL, which also
- * loads the script for the next time.
+ * Every limit check runs inside a Lua script run atomically by Redis (read
+ * the consumer's windows, refuse or add to all of them), so any number of
+ * gateways sharing a Redis see one set of counters. The checks and
+ * settlements of one consumer made in one loop turn share one script call
+ * ("batches"). Scripts go as EVALSHA; a NOSCRIPT answer (a fresh or flushed
+ * server) resends the same call as EVAL, which also loads the script for the
+ * next time. Commands are built in the Redis protocol here and handed to
+ * hiredis ready to send.
  *
- * Keys: PREFIX "rl:{CONSUMER}:" WINDOW ":" ID, a hash with fields r (requests),
- * t (tokens) and c (nano-USD), expiring a minute after its window ends. The
- * braces keep a consumer's keys in one Redis Cluster slot. Values of
- * get/set/incr/del live under PREFIX "kv:" KEY; the keys of sl_state_eval
- * (other modules' scripts) under PREFIX KEY.
+ * Keys: PREFIX "rl:{CONSUMER}", one hash per consumer (fields under
+ * "scripts"; docs/governance.md has the layout and why it changed). The
+ * braces keep it in one Redis Cluster slot. Values of get/set/incr/del live
+ * under PREFIX "kv:" KEY; the keys of sl_state_eval (other modules' scripts)
+ * under PREFIX KEY.
  *
  * Failure handling: replies arrive in the order calls were sent, so calls in
  * flight form a FIFO; one repeating timer fails those past timeout_ms with

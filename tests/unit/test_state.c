@@ -625,6 +625,61 @@ static void test_redis_long_commands(void **state)
     uv_loop_close(&loop);
 }
 
+/* Calls made in one loop turn share script calls: order and limits hold, per consumer, past every batch cap. */
+static void test_redis_batches(void **state)
+{
+    SKIP_WITHOUT_REDIS();
+    uv_loop_init(&loop);
+    sl_state_memory_reset();
+    sl_state *r = redis_open("t7:", 2000), *m = mem();
+    int64_t now = sl_state_now_ms();
+    enum { N = 150, NC = 40 }; /* more than one batch holds, more consumers than batches stay open */
+    static got gr[N], gm[N];
+    memset(gr, 0, sizeof gr);
+    memset(gm, 0, sizeof gm);
+    char names[NC][8];
+    for (int i = 0; i < N; i++) {
+        int k = i % 3 ? 0 : 1 + i % (NC - 1); /* consumer 0 most of the time, others between */
+        snprintf(names[k], sizeof names[k], "b%d", k);
+        sl_reserve q = tokens_req(names[k], now, 30, 2000);
+        q.limit[SL_MET_REQUESTS][SL_WIN_HOUR] = 80;
+        q.consumer = sl_str_from_cstr(names[k]);
+        assert_int_equal(sl_state_reserve(r, &q, on_res, &gr[i], NULL), SL_OK);
+        sl_state_reserve(m, &q, on_res, &gm[i], NULL);
+        if (i % 7 == 0) { /* a settlement between reservations, in the same turn */
+            sl_settle s = {.consumer = q.consumer, .delta = {0, -20, 5}};
+            memcpy(s.window_id, gm[i].res.counts.window_id, sizeof s.window_id);
+            assert_int_equal(sl_state_settle(r, &s), SL_OK);
+            sl_state_settle(m, &s);
+        }
+    }
+    assert_int_equal(gr[0].calls, 0); /* nothing answered before the loop runs */
+    for (int i = 0; i < N; i++) {
+        run_until(&gr[i].calls, 1);
+        assert_int_equal(gr[i].res.err, SL_OK);
+        assert_int_equal(gr[i].res.admitted, gm[i].res.admitted);
+        assert_int_equal(gr[i].res.denied_metric, gm[i].res.denied_metric);
+        assert_memory_equal(gr[i].res.counts.v, gm[i].res.counts.v, sizeof gm[i].res.counts.v);
+    }
+    /* a reservation cancelled while its batch waits: no callback, and it is given back */
+    got c = {0}, c2 = {0};
+    sl_reserve q = tokens_req("b-cancel", now, 10, 1000);
+    sl_state_op *op = NULL;
+    sl_state_reserve(r, &q, on_res, &c, &op);
+    sl_state_reserve(r, &q, on_res, &c2, NULL);
+    sl_state_cancel(op);
+    run_until(&c2.calls, 1);
+    assert_int_equal(c2.res.counts.v[SL_MET_TOKENS][SL_WIN_MINUTE], 20);
+    got u = {0};
+    sl_state_usage(r, SL_STR("b-cancel"), now, on_usage, &u, NULL);
+    run_until(&u.calls, 1);
+    assert_int_equal(c.calls, 0);
+    assert_int_equal(u.counts.v[SL_MET_TOKENS][SL_WIN_MINUTE], 10);
+    sl_state_close(m);
+    close_and_drain(r);
+    uv_loop_close(&loop);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -640,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_redis_layout),
         cmocka_unit_test(test_redis_skewed_clocks),
         cmocka_unit_test(test_redis_long_commands),
+        cmocka_unit_test(test_redis_batches),
     };
     return cmocka_run_group_tests(tests, redis_setup, sl_test_redis_teardown);
 }
