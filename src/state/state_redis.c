@@ -207,6 +207,116 @@ struct sl_state_op {
     cmd cmd;
 };
 
+/* ---- replies without an allocation per element ---------------------------- */
+
+/*
+ * hiredis builds every reply element with its own malloc (a reservation's
+ * answer is 20 of them) and frees them one by one. Here they come from a
+ * bump allocator per connection instead: hiredis hands one whole reply to
+ * the callback and frees it (only its root) before it parses the next, so
+ * the pool is emptied when a root is freed. Chunks are added for big replies
+ * and dropped again at that point, all but the first.
+ */
+#define POOL_CHUNK 16384
+
+typedef struct pchunk {
+    struct pchunk *next;
+    size_t used, cap;
+    max_align_t data[];
+} pchunk;
+
+typedef struct rpool {
+    pchunk *head; /* the chunk being filled; the first one is last in the list */
+} rpool;
+
+typedef struct pobj {
+    rpool *pool; /* set on roots only */
+    redisReply r;
+} pobj;
+
+static void *pool_alloc(rpool *p, size_t n)
+{
+    n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+    if (!p->head || p->head->cap - p->head->used < n) {
+        size_t cap = SL_MAX((size_t)POOL_CHUNK, n);
+        pchunk *c = sl_malloc(sizeof *c + cap);
+        if (!c) return NULL;
+        c->next = p->head, c->used = 0, c->cap = cap;
+        p->head = c;
+    }
+    void *at = (char *)p->head->data + p->head->used;
+    p->head->used += n;
+    return at;
+}
+
+static void pool_reset(rpool *p)
+{
+    while (p->head && p->head->next) {
+        pchunk *next = p->head->next;
+        sl_free(p->head);
+        p->head = next;
+    }
+    if (p->head) p->head->used = 0;
+}
+
+static void pool_free(rpool *p)
+{
+    pool_reset(p);
+    sl_free(p->head);
+    p->head = NULL;
+}
+
+static redisReply *pool_obj(const redisReadTask *task, int type)
+{
+    rpool *p = task->privdata;
+    pobj *o = pool_alloc(p, sizeof *o);
+    if (!o) return NULL;
+    memset(o, 0, sizeof *o);
+    o->r.type = type;
+    if (task->parent) ((redisReply *)task->parent->obj)->element[task->idx] = &o->r;
+    else o->pool = p;
+    return &o->r;
+}
+
+static void *pool_string(const redisReadTask *task, char *str, size_t len)
+{
+    char *buf = pool_alloc(task->privdata, len + 1);
+    redisReply *r = buf ? pool_obj(task, task->type) : NULL;
+    if (!r) return NULL;
+    memcpy(buf, str, len);
+    buf[len] = '\0';
+    r->str = buf, r->len = len;
+    return r;
+}
+
+static void *pool_array(const redisReadTask *task, int elements)
+{
+    redisReply **el = elements > 0 ? pool_alloc(task->privdata, (size_t)elements * sizeof *el) : NULL;
+    if (elements > 0 && !el) return NULL;
+    redisReply *r = pool_obj(task, REDIS_REPLY_ARRAY);
+    if (!r) return NULL;
+    if (el) memset(el, 0, (size_t)elements * sizeof *el);
+    r->element = el, r->elements = (size_t)SL_MAX(elements, 0);
+    return r;
+}
+
+static void *pool_integer(const redisReadTask *task, long long value)
+{
+    redisReply *r = pool_obj(task, REDIS_REPLY_INTEGER);
+    if (r) r->integer = value;
+    return r;
+}
+
+static void *pool_nil(const redisReadTask *task) { return pool_obj(task, REDIS_REPLY_NIL); }
+
+static void pool_free_reply(void *reply)
+{
+    pobj *o = (pobj *)((char *)reply - offsetof(pobj, r));
+    if (o->pool) pool_reset(o->pool);
+}
+
+static redisReplyObjectFunctions pool_fns = {pool_string, pool_array, pool_integer, pool_nil, pool_free_reply};
+
 /* The hiredis event hooks on libuv (see "event loop" below). */
 typedef struct uvev {
     redisAsyncContext *ac;
@@ -217,6 +327,7 @@ typedef struct uvev {
     bool want_write;  /* commands wait in hiredis' buffer for the next flush */
     bool in_flush;
     int open_handles; /* freed when both handles have closed */
+    rpool pool;       /* the replies' storage */
 } uvev;
 
 struct rconn {
@@ -317,7 +428,9 @@ static void ev_del_write(void *p)
 static void ev_on_closed(uv_handle_t *h)
 {
     uvev *e = h->data;
-    if (--e->open_handles == 0) sl_free(e);
+    if (--e->open_handles) return;
+    pool_free(&e->pool);
+    sl_free(e);
 }
 
 static void ev_cleanup(void *p)
@@ -351,6 +464,8 @@ static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop, void (*before_flush
     e->open_handles = 2;
     e->ac = ac;
     e->before_flush = before_flush;
+    ac->c.reader->fn = &pool_fns; /* nothing parsed yet: the default functions made nothing to free */
+    ac->c.reader->privdata = &e->pool;
     ac->ev.data = e;
     ac->ev.addRead = ev_add_read;
     ac->ev.delRead = ev_del_read;
