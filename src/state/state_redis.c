@@ -72,6 +72,7 @@ enum { SCRIPT_LIMITS = 0, SCRIPT_USAGE, SCRIPT_INCR, NSCRIPTS };
  *   S, deltas r t c, the window ids they belong to: settle. A window that
  *      has moved on is left alone; a newer one starts from zero (a usage
  *      record without a reservation). Counters never go below zero. No answer.
+ *   r, s: the same without the 4 window ids: those of the operation before.
  */
 static const char limits_lua[] = LUA_FIELDS LUA_LOAD
     "local dirty, fresh, out, p = {}, false, {}, 1\n"
@@ -83,17 +84,22 @@ static const char limits_lua[] = LUA_FIELDS LUA_LOAD
     "  dirty[w] = true; dirty[4+w] = true; dirty[8+w] = true; dirty[12+w] = true\n"
     "  if w == 4 then fresh = true end\n"
     "end\n"
+    "local ids = {}\n"
     "while p <= #ARGV do\n"
-    "  if ARGV[p] == 'R' then\n"
-    "    for w = 1, 4 do local want = ARGV[p+3+w]; if newer(w, want) then restart(w, want) end end\n"
+    "  local kind, q = ARGV[p], p + 4\n"
+    "  if kind == 'R' or kind == 'S' then\n"
+    "    ids[1] = ARGV[q]; ids[2] = ARGV[q+1]; ids[3] = ARGV[q+2]; ids[4] = ARGV[q+3]; q = q + 4\n"
+    "  end\n"
+    "  if kind == 'R' or kind == 'r' then\n"
+    "    for w = 1, 4 do local want = ids[w]; if newer(w, want) then restart(w, want) end end\n"
     "    local amt = {0, 0, 0}\n"
     "    for m = 1, 3 do if ARGV[p+m] ~= '0' then amt[m] = tonumber(ARGV[p+m]) end end\n"
-    "    local lims = ARGV[p+8]\n"
+    "    local lims = ARGV[q]\n"
     "    local ok, n = 1, #out\n"
     "    out[n+2] = -1; out[n+3] = -1\n"
     "    for j = 1, #lims do\n"
     "      local s = string.byte(lims, j) - 97\n"
-    "      local lim = tonumber(ARGV[p+8+j])\n"
+    "      local lim = tonumber(ARGV[q+j])\n"
     "      local u = tonumber(v[5+s]) or 0\n"
     "      local w = s % 4\n"
     "      local m = (s - w) / 4\n"
@@ -109,12 +115,12 @@ static const char limits_lua[] = LUA_FIELDS LUA_LOAD
     "    end\n"
     "    out[n+1] = ok\n"
     "    for i = 1, 16 do out[n+3+i] = v[i] end\n"
-    "    p = p + 9 + #lims\n"
+    "    p = q + 1 + #lims\n"
     "  else\n"
     "    local d = {}\n"
     "    for m = 1, 3 do d[m] = ARGV[p+m] ~= '0' and tonumber(ARGV[p+m]) end\n"
     "    for w = 1, 4 do\n"
-    "      local want = ARGV[p+3+w]\n"
+    "      local want = ids[w]\n"
     "      if newer(w, want) then restart(w, want) end\n"
     "      if v[w] == want then\n"
     "        for m = 1, 3 do\n"
@@ -127,7 +133,7 @@ static const char limits_lua[] = LUA_FIELDS LUA_LOAD
     "        end\n"
     "      end\n"
     "    end\n"
-    "    p = p + 8\n"
+    "    p = q\n"
     "  end\n"
     "end\n"
     "local set, n = {}, 0\n"
@@ -188,6 +194,7 @@ struct sl_state_op {
     sl_state_op *prev, *next; /* FIFO of calls in flight */
     sl_state_op *mhead, *mtail, *mnext; /* a batch's reservations, in order; mnext links them */
     int nops;                 /* a batch: reservations and settlements in it */
+    bool has_ids;             /* a batch: window_id holds the ids its last operation sent */
     int kind;
     const char *lua;          /* the script's source (NOSCRIPT: resent as EVAL), or NULL */
     bool answered;            /* the caller's callback ran (or must not run) */
@@ -1062,6 +1069,19 @@ static sl_state_op *batch_for(rconn *c, sl_str key)
     return b;
 }
 
+/* An operation's kind, amounts and window ids (left out, lower-case kind, when the operation before sent the same). */
+static void op_head(sl_state_op *b, char kind, const int64_t amount[SL_MET_COUNT], const int64_t id[SL_WIN_COUNT])
+{
+    bool same = b->has_ids && memcmp(b->window_id, id, sizeof b->window_id) == 0;
+    char k = same ? (char)(kind - 'A' + 'a') : kind;
+    arg(&b->cmd, (sl_str){&k, 1});
+    for (int i = 0; i < SL_MET_COUNT; i++) arg_i64(&b->cmd, amount[i]);
+    if (same) return;
+    window_args(&b->cmd, id);
+    memcpy(b->window_id, id, sizeof b->window_id);
+    b->has_ids = true;
+}
+
 /* An operation was added to b: send it now when full. */
 static void batch_added(rconn *c, sl_state_op *b)
 {
@@ -1090,9 +1110,7 @@ static int r_reserve(sl_state *h, const sl_reserve *q, sl_reserve_cb cb, void *u
     for (int w = 0; w < SL_WIN_COUNT; w++) op->window_id[w] = sl_window_id((sl_window)w, q->now_ms);
     memcpy(op->amount, q->amount, sizeof op->amount);
     cmd *m = &b->cmd;
-    arg(m, SL_STR("R"));
-    for (int i = 0; i < SL_MET_COUNT; i++) arg_i64(m, q->amount[i]);
-    window_args(m, op->window_id);
+    op_head(b, 'R', q->amount, op->window_id);
     char slots[SL_MET_COUNT * SL_WIN_COUNT];
     size_t n = 0;
     for (int i = 0; i < SL_MET_COUNT; i++)
@@ -1115,9 +1133,7 @@ static int settle_key(rconn *c, sl_str key, const int64_t id[SL_WIN_COUNT], cons
 {
     sl_state_op *b = batch_for(c, key);
     if (!b) return SL_ENOMEM;
-    arg(&b->cmd, SL_STR("S"));
-    for (int i = 0; i < SL_MET_COUNT; i++) arg_i64(&b->cmd, delta[i]);
-    window_args(&b->cmd, id);
+    op_head(b, 'S', delta, id);
     batch_added(c, b);
     return SL_OK;
 }
