@@ -160,7 +160,7 @@ static const char *const scripts[NSCRIPTS] = {limits_lua, usage_lua, incr_lua};
 
 /* ---- connection and calls ------------------------------------------------ */
 
-enum { OP_RESERVE, OP_SETTLE, OP_USAGE, OP_VALUE, OP_ITEMS, OP_BATCH };
+enum { OP_RESERVE, OP_USAGE, OP_VALUE, OP_ITEMS, OP_BATCH };
 
 #define MAX_BATCHES 32      /* consumers with limit calls waiting for the next flush, per connection */
 #define BATCH_MAX_OPS 64    /* reservations and settlements in one script call */
@@ -414,6 +414,7 @@ static void ev_del_read(void *p) { uvev *e = p; ev_watch(e, e->events & ~UV_READ
 static void ev_add_write(void *p)
 {
     uvev *e = p;
+    if (!e->ac) return;
     /* Connecting, or a write that did not finish: wait for the socket. Otherwise: the next flush. */
     if (e->in_flush || !(e->ac->c.flags & REDIS_CONNECTED) || (e->events & UV_WRITABLE)) {
         ev_watch(e, e->events | UV_WRITABLE);
