@@ -4,13 +4,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-struct sl_arena_block {
-    sl_arena_block *prev;
-    size_t size, used;
-    _Alignas(16) unsigned char data[];
-};
-
 #define ARENA_MAX_BLOCK (1u << 20)
+#define ARENA_MAX_SPARE (64u * 1024u)
 
 void sl_arena_init(sl_arena *a, size_t first_block, size_t max_total)
 {
@@ -18,10 +13,27 @@ void sl_arena_init(sl_arena *a, size_t first_block, size_t max_total)
     a->next_size = first_block ? first_block : 1024;
     a->total = 0;
     a->max_total = max_total;
+    a->spare = NULL;
+}
+
+/* The spare block kept by the last reset, if it is big enough and within the cap. */
+static sl_arena_block *take_spare(sl_arena *a, size_t need)
+{
+    sl_arena_block *b = a->spare;
+    if (!b || b->size < need || (a->max_total && a->total + b->size > a->max_total)) return NULL;
+    a->spare = NULL;
+    b->prev = a->head;
+    b->used = 0;
+    a->head = b;
+    a->total += b->size;
+    if (a->next_size < ARENA_MAX_BLOCK) a->next_size *= 2;
+    return b;
 }
 
 static sl_arena_block *arena_grow(sl_arena *a, size_t need)
 {
+    sl_arena_block *spare = take_spare(a, need);
+    if (spare) return spare;
     size_t size = a->next_size;
     while (size < need) size *= 2;
     if (a->max_total && a->total + size > a->max_total) {
@@ -39,8 +51,9 @@ static sl_arena_block *arena_grow(sl_arena *a, size_t need)
     return b;
 }
 
-void *sl_arena_alloc(sl_arena *a, size_t n)
+void *sl_arena_alloc_slow(sl_arena *a, size_t n)
 {
+    if (n > SIZE_MAX - 15) return NULL; /* would wrap to a tiny size */
     n = (n + 15) & ~(size_t)15;
     if (n == 0) n = 16;
     sl_arena_block *b = a->head;
@@ -96,11 +109,20 @@ void sl_arena_reset(sl_arena *a)
     while (b->prev) {
         sl_arena_block *prev = b->prev;
         a->total -= b->size;
-        sl_free(b);
+        /* The largest block up to ARENA_MAX_SPARE stays for the next overflow. */
+        if (b->size <= ARENA_MAX_SPARE && (!a->spare || b->size > a->spare->size)) {
+            sl_free(a->spare);
+            a->spare = b;
+        } else {
+            sl_free(b);
+        }
         b = prev;
     }
     b->used = 0;
     a->head = b;
+    /* Growth starts over from the first block, as after the first allocation: a
+     * long-lived arena reset per request does not double its way to huge blocks. */
+    a->next_size = b->size < ARENA_MAX_BLOCK ? b->size * 2 : b->size;
 }
 
 void sl_arena_free(sl_arena *a)
@@ -111,6 +133,8 @@ void sl_arena_free(sl_arena *a)
         sl_free(b);
         b = prev;
     }
+    sl_free(a->spare);
+    a->spare = NULL;
     a->head = NULL;
     a->total = 0;
 }

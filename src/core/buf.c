@@ -22,7 +22,7 @@ int sl_buf_reserve(sl_buf *b, size_t extra)
     return SL_OK;
 }
 
-int sl_buf_append(sl_buf *b, const void *p, size_t n)
+int sl_buf_append_slow(sl_buf *b, const void *p, size_t n)
 {
     int rc = sl_buf_reserve(b, n);
     if (rc) return rc;
@@ -70,13 +70,6 @@ void sl_buf_consume(sl_buf *b, size_t n)
         b->len -= n;
     }
     if (b->p) b->p[b->len] = '\0';
-}
-
-void sl_buf_free(sl_buf *b)
-{
-    sl_free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
 }
 
 char *sl_buf_detach(sl_buf *b, size_t *len)

@@ -33,22 +33,44 @@ char *sl_strndup(const char *s, size_t n)
 
 static int lower(int c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
 
+/* ASCII lower case of 8 bytes at once: 0x20 added to every byte in 'A'..'Z', others kept. */
+static inline uint64_t lower8(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ull;
+    uint64_t low7 = w & (0x7f * ones);
+    uint64_t above_z = low7 + (0x7f - 'Z') * ones;  /* high bit set where byte > 'Z' */
+    uint64_t from_a = low7 + (0x80 - 'A') * ones;   /* high bit set where byte >= 'A' */
+    uint64_t upper = (from_a ^ above_z) & ~w & (0x80 * ones);
+    return w | (upper >> 2);
+}
+
+static inline uint64_t load8(const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+/* Header names and JSON keys are compared case-insensitively on every request:
+ * 8 bytes a step, the last word overlapping the one before it. */
 bool sl_str_case_eq(sl_str a, sl_str b)
 {
     if (a.n != b.n) return false;
-    for (size_t i = 0; i < a.n; i++)
-        if (lower((unsigned char)a.p[i]) != lower((unsigned char)b.p[i])) return false;
-    return true;
+    size_t n = a.n;
+    if (n < 8) {
+        for (size_t i = 0; i < n; i++)
+            if (a.p[i] != b.p[i] && lower((unsigned char)a.p[i]) != lower((unsigned char)b.p[i])) return false;
+        return true;
+    }
+    for (size_t i = 0;; i += 8) {
+        if (i > n - 8) i = n - 8;
+        uint64_t x = load8(a.p + i), y = load8(b.p + i);
+        if (x != y && lower8(x) != lower8(y)) return false;
+        if (i == n - 8) return true;
+    }
 }
 
 bool sl_str_starts_with(sl_str s, sl_str prefix) { return s.n >= prefix.n && memcmp(s.p, prefix.p, prefix.n) == 0; }
-
-sl_str sl_str_trim(sl_str s)
-{
-    while (s.n && (s.p[0] == ' ' || s.p[0] == '\t')) s.p++, s.n--;
-    while (s.n && (s.p[s.n - 1] == ' ' || s.p[s.n - 1] == '\t')) s.n--;
-    return s;
-}
 
 int sl_str_to_u64(sl_str s, uint64_t max, uint64_t *out)
 {

@@ -30,7 +30,13 @@ static inline bool sl_str_eq(sl_str a, sl_str b) { return a.n == b.n && (a.n == 
 static inline bool sl_str_eq_lit(sl_str a, const char *lit) { return sl_str_eq(a, sl_str_from_cstr(lit)); }
 bool sl_str_case_eq(sl_str a, sl_str b);
 bool sl_str_starts_with(sl_str s, sl_str prefix);
-sl_str sl_str_trim(sl_str s);
+/* Without leading and trailing SP and HTAB (HTTP's optional whitespace). */
+static inline sl_str sl_str_trim(sl_str s)
+{
+    while (s.n && (s.p[0] == ' ' || s.p[0] == '\t')) s.p++, s.n--;
+    while (s.n && (s.p[s.n - 1] == ' ' || s.p[s.n - 1] == '\t')) s.n--;
+    return s;
+}
 /* Parses a non-negative decimal integer that fits in max; rejects signs, spaces, empty. */
 int sl_str_to_u64(sl_str s, uint64_t max, uint64_t *out);
 /* Glob match supporting '*' and '?' (model names, tool globs). */

@@ -146,7 +146,6 @@ void sl_gw_finish(sl_gw_req *r)
     sl_sse_free(&r->sse);
     sl_xlat_stream_free(r->xs);
     r->xs = NULL;
-    if (r->scratch_ready) sl_arena_free(&r->scratch);
     sl_config_release(r->cfg);
     atomic_fetch_sub(&w->inflight, 1);
     sl_hx_finish(r->hx);
@@ -343,7 +342,8 @@ static bool validate_embeddings(sl_gw_req *r)
 void sl_gateway_handle(sl_hx *hx, void *worker)
 {
     sl_worker *w = worker;
-    sl_gw_req *r = sl_arena_calloc(&hx->arena, sizeof(*r));
+    sl_gw_req *r = sl_arena_alloc(&hx->arena, sizeof(*r));
+    if (r) memset(r, 0, offsetof(sl_gw_req, request_id)); /* the rest is written before it is read */
     if (!r) {
         static const sl_http_header none[1];
         sl_hx_respond(hx, 503, none, 0, NULL, 0);

@@ -61,20 +61,15 @@ typedef struct sl_gw_req {
     /* upstream attempt */
     sl_up_req *up;
     sl_buf up_body;
-    sl_http_header up_headers[24];
-    size_t nup_headers;
-    char *up_url;
     int up_status;
     bool up_is_sse;
     sl_sse_parser sse;
     sl_xlat_stream *xs;           /* stream translator / filter (NULL on the OpenAI fast path) */
     bool stream_done;             /* the upstream stream's terminal event was seen */
     bool stream_started;          /* the upstream stream's first token event was seen (proxy.c preamble) */
-    bool preamble_over;
-    bool client_gone;
-    sl_arena scratch;             /* per-event parsing on the stream fast path, reset after each event */
-    bool scratch_ready;
-    sl_str model_json;            /* the public model name as a JSON string, once made */             /* a write to the caller failed: its connection is closing */           /* held preamble replayed: later bytes go straight to the stream parser */
+    bool preamble_over;           /* held preamble replayed: later bytes go straight to the stream parser */
+    bool client_gone;             /* a write to the caller failed: its connection is closing */
+    sl_str model_json;            /* the public model name as a JSON string, once made */
     sl_buf resp;                  /* buffered non-stream response body */
     bool client_head_sent;
     bool paused;
@@ -85,13 +80,15 @@ typedef struct sl_gw_req {
     uint32_t retry_after_s;       /* retry-after sent with a 429/503 answer; 0 = 1 second */
     uint32_t filter_pos;          /* next filter to run after a wait (filter.c) */
     sl_req_record rec;
-    char request_id[128];         /* echoed from the caller (up to 127 bytes) or generated */
     /* governance (filters/auth.c, filters/ratelimit.c) */
     const sl_consumer_cfg *consumer;  /* NULL: anonymous, with no consumers entry */
     void *limits;                     /* ratelimit.c's per-request state */
     void (*wait_cancel)(struct sl_gw_req *r); /* set while a filter waits; called when the client goes away */
-    sl_http_header extra_headers[10]; /* added to every answer by sl_gw_common_headers (x-ratelimit-*, retry-after) */
     size_t nextra_headers;
+    /* Not zeroed when the request starts (sl_gateway_handle zeroes everything above):
+     * written before they are read. */
+    char request_id[128];         /* echoed from the caller (up to 127 bytes) or generated */
+    sl_http_header extra_headers[10]; /* added to every answer by sl_gw_common_headers (x-ratelimit-*, retry-after): [0, nextra_headers) */
 } sl_gw_req;
 
 /* gateway.c */

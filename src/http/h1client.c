@@ -38,6 +38,8 @@
 #define H1_RBUF_MAX (SL_UP_MAX_HEADER_BYTES + 16384)
 #define H1_MAX_REQ_HEAD (256 * 1024)
 #define H1_MAX_HOSTNAME 64
+#define H1_REQ_CACHE 16      /* freed request blocks kept for reuse */
+#define H1_REQ_CACHE_MAX 4096 /* only blocks up to this size (struct and head) are kept */
 
 typedef struct h1_conn h1_conn;
 typedef struct sl_h1_req sl_h1_req;
@@ -55,7 +57,7 @@ struct h1_conn {
     uv_tcp_t tcp;
     uv_connect_t creq;
     uv_write_t wreq;
-    uv_timer_t idle_timer; /* pool idle timeout */
+    uv_timer_t timer; /* the request's deadlines while it has one, else the pool idle timeout (lazy: see arm) */
     sl_h1 *h;
     h1_host *host;
     sl_h1_req *req;         /* the request on it, NULL when pooled */
@@ -65,6 +67,8 @@ struct h1_conn {
     size_t rpos, rlen, rcap;
     size_t hscan; /* bytes after rpos already searched for the end of the head */
     uint32_t nreq;
+    uint64_t pooled_at; /* loop time it went back to the pool */
+    uint64_t due;       /* loop time the timer is set for, while it is active */
     int open; /* handles not yet closed */
     int err;  /* read error (0: clean EOF) once eof is set */
     bool connecting, reading, writing, eof, pooled, closing;
@@ -79,11 +83,14 @@ struct sl_h1_req {
     h1_conn *c;
     sl_up_callbacks cb;
     void *ud;
-    uv_timer_t timer; /* connect, first-byte, idle, total deadlines; early errors */
-    sl_buf head;      /* the serialised request head */
+    uv_timer_t timer; /* deadlines while it has no connection (queued); early errors */
+    char *head;       /* the serialised request head: in the same allocation, after the struct */
+    size_t head_len;
+    size_t alloc_size; /* of the whole block (the struct and room for the head) */
     const char *body;
     size_t body_len;
     uint64_t start_ms, conn_start_ms, last_data_ms;
+    uint64_t due; /* loop time the timer is set for, while it is active */
     uint64_t conn_ms, fb_ms, idle_ms, total_ms;
     uint64_t bytes, remaining;
     int status;
@@ -109,6 +116,10 @@ struct sl_h1 {
     char *rbuf;      /* shared read buffer (H1_RBUF_MAX): connections keep only leftovers */
     int open_handles;
     bool freeing;
+    /* Request blocks freed by their close callback (so never on anyone's stack), kept for the next
+     * requests: a worker starts one per proxied request. */
+    sl_h1_req *req_cache[H1_REQ_CACHE];
+    int nreq_cache;
     /* The last URL parsed: a worker sends request after request to the same provider URL,
      * so its parse (and inet_pton) is done once. Offsets, so a copy of the URL matches too. */
     struct {
@@ -135,6 +146,7 @@ static void maybe_free(sl_h1 *h)
         h->hosts = ho->next;
         sl_free(ho);
     }
+    while (h->nreq_cache) sl_free(h->req_cache[--h->nreq_cache]);
     sl_free(h->rbuf);
     sl_free(h);
 }
@@ -143,9 +155,11 @@ static void on_req_closed(uv_handle_t *hd)
 {
     sl_h1_req *q = hd->data;
     sl_h1 *h = q->h;
-    sl_buf_free(&q->head);
     sl_buf_free(&q->dec);
-    sl_free(q);
+    if (!h->freeing && q->alloc_size <= H1_REQ_CACHE_MAX && h->nreq_cache < H1_REQ_CACHE)
+        h->req_cache[h->nreq_cache++] = q;
+    else
+        sl_free(q);
     h->open_handles--;
     maybe_free(h);
 }
@@ -199,7 +213,8 @@ static void pool_unlink(h1_conn *c)
     c->prev = c->next = NULL;
     c->pooled = false;
     c->host->nidle--;
-    uv_timer_stop(&c->idle_timer);
+    /* The idle timer runs on (a stop and a start again per request cost more than
+     * its rare early firing, which finds the connection in use and does nothing). */
 }
 
 static void conn_close(h1_conn *c)
@@ -215,8 +230,8 @@ static void conn_close(h1_conn *c)
     if (c->aprev) c->aprev->anext = c->anext;
     else h->conns = c->anext;
     if (c->anext) c->anext->aprev = c->aprev;
-    uv_timer_stop(&c->idle_timer);
-    uv_close((uv_handle_t *)&c->idle_timer, on_conn_closed);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_conn_closed);
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed); /* the fd closes now; pending writes are cancelled */
     kick(h);
 }
@@ -271,7 +286,25 @@ static void update_reading(h1_conn *c)
     c->reading = want;
 }
 
-static void on_idle_timeout(uv_timer_t *t) { conn_close(t->data); }
+static void check_deadlines(sl_h1_req *q);
+
+/* The connection's timer: its request's deadlines, or the pool idle timeout. */
+static void on_conn_timer(uv_timer_t *t)
+{
+    h1_conn *c = t->data;
+    if (c->req) {
+        check_deadlines(c->req);
+        return;
+    }
+    if (!c->pooled) return; /* pool_put starts it again */
+    uint64_t now = uv_now(c->h->loop);
+    if (now >= c->pooled_at + H1_IDLE_TIMEOUT_MS) {
+        conn_close(c);
+        return;
+    }
+    c->due = c->pooled_at + H1_IDLE_TIMEOUT_MS;
+    uv_timer_start(&c->timer, on_conn_timer, c->due - now, 0);
+}
 
 static h1_conn *conn_new(sl_h1 *h, h1_host *ho)
 {
@@ -280,8 +313,8 @@ static h1_conn *conn_new(sl_h1 *h, h1_host *ho)
     c->h = h;
     c->host = ho;
     uv_tcp_init(h->loop, &c->tcp);
-    uv_timer_init(h->loop, &c->idle_timer);
-    c->tcp.data = c->idle_timer.data = c->creq.data = c->wreq.data = c;
+    uv_timer_init(h->loop, &c->timer);
+    c->tcp.data = c->timer.data = c->creq.data = c->wreq.data = c;
     c->open = 2;
     h->open_handles++;
     uv_tcp_nodelay(&c->tcp, 1);    /* applied when the socket is created */
@@ -310,7 +343,13 @@ static void pool_put(h1_conn *c)
     if (ho->idle) ho->idle->prev = c;
     ho->idle = c;
     ho->nidle++;
-    uv_timer_start(&c->idle_timer, on_idle_timeout, H1_IDLE_TIMEOUT_MS, 0);
+    c->pooled_at = uv_now(h->loop);
+    /* Still running (for the last request, or an earlier stay in the pool): it fires
+     * before the new deadline and re-arms. */
+    if (!uv_is_active((uv_handle_t *)&c->timer)) {
+        c->due = c->pooled_at + H1_IDLE_TIMEOUT_MS;
+        uv_timer_start(&c->timer, on_conn_timer, H1_IDLE_TIMEOUT_MS, 0);
+    }
     update_reading(c);
     if (h->whead) kick(h);
 }
@@ -351,7 +390,7 @@ static void on_write(uv_write_t *w, int status)
 static void send_request(sl_h1_req *q)
 {
     h1_conn *c = q->c;
-    uv_buf_t b[2] = {uv_buf_init(q->head.p, (unsigned)q->head.len), uv_buf_init((char *)q->body, (unsigned)q->body_len)};
+    uv_buf_t b[2] = {uv_buf_init(q->head, (unsigned)q->head_len), uv_buf_init((char *)q->body, (unsigned)q->body_len)};
     unsigned nb = q->body_len ? 2 : 1;
     c->nreq++;
     int n = uv_try_write((uv_stream_t *)&c->tcp, b, nb);
@@ -486,7 +525,17 @@ static void check_deadlines(sl_h1_req *q)
 
 static void on_req_timer(uv_timer_t *t) { check_deadlines(t->data); }
 
-/* One timer per request, set to the nearest deadline; chunks only move a timestamp. */
+/*
+ * One timer per request, set to the nearest deadline; chunks only move a
+ * timestamp. While the request has a connection, the timer is the
+ * connection's (its pool idle timer when pooled): a keep-alive connection
+ * keeps one timer running across requests instead of a start and a stop per
+ * request. Lazy: a timer already set for an earlier time is left alone (it
+ * fires, check_deadlines finds nothing due and re-arms), so neither a request
+ * starting on a pooled connection nor the move from the first-byte deadline to
+ * the idle one after the head costs a timer operation when the new deadline
+ * is later.
+ */
 static void arm(sl_h1_req *q)
 {
     if (q->done) return;
@@ -496,12 +545,14 @@ static void arm(sl_h1_req *q)
     if (q->c && q->c->connecting && q->conn_ms) next = SL_MIN(next, q->conn_start_ms + q->conn_ms);
     if (!q->head_done && q->fb_ms) next = SL_MIN(next, q->start_ms + q->fb_ms);
     if (q->head_done && q->idle_ms && !q->paused) next = SL_MIN(next, q->last_data_ms + q->idle_ms);
-    if (next == UINT64_MAX) {
-        uv_timer_stop(&q->timer);
-        return;
-    }
+    if (next == UINT64_MAX) return; /* a running timer finds nothing due when it fires */
+    bool on_conn = q->c && !q->early;
+    uv_timer_t *t = on_conn ? &q->c->timer : &q->timer;
+    uint64_t *due = on_conn ? &q->c->due : &q->due;
+    if (uv_is_active((uv_handle_t *)t) && *due <= next) return;
     uint64_t now = uv_now(q->h->loop);
-    uv_timer_start(&q->timer, on_req_timer, next > now ? next - now : 0, 0);
+    *due = next;
+    uv_timer_start(t, on_conn ? on_conn_timer : on_req_timer, next > now ? next - now : 0, 0);
 }
 
 /* ---- completion ---- */
@@ -595,40 +646,46 @@ static int parse_status_line(sl_str l, int *status, int *minor)
     return SL_OK;
 }
 
-static int parse_header_line(sl_str l, sl_http_header *out)
+/* CRLF at p[i]: SL_OK, SL_EAGAIN when the bytes end first, SL_EPARSE for anything else. */
+static int crlf_at(const char *p, size_t i, size_t n)
 {
-    size_t i = 0;
-    while (i < l.n && is_tchar(l.p[i])) i++;
-    if (i == 0 || i == l.n || l.p[i] != ':') return SL_EPARSE; /* also obs-fold and space before ':' */
-    for (size_t k = i + 1; k < l.n; k++)
-        if (!is_field_byte(l.p[k])) return SL_EPARSE;
-    out->name = (sl_str){l.p, i};
-    out->value = sl_str_trim((sl_str){l.p + i + 1, l.n - i - 1});
-    return SL_OK;
+    if (i == n) return SL_EAGAIN;
+    if (p[i] != '\r') return SL_EPARSE;
+    if (i + 1 == n) return SL_EAGAIN;
+    return p[i + 1] == '\n' ? SL_OK : SL_EPARSE;
 }
 
-/* Parses head[0..n) (ending in the blank line). The status is stored as soon as it is known. */
-static int parse_head(const char *p, size_t n, int *status, int *minor, sl_http_header *hs, size_t *nh)
+/*
+ * Parses a response head from p[0..n) in one forward scan: SL_OK with its
+ * length in *hlen, SL_EAGAIN when the bytes end before the blank line,
+ * SL_EPARSE at the first malformed byte (bare CR or LF, controls, obs-fold,
+ * space before ':'), SL_ELIMIT past SL_UP_MAX_HEADERS. The status is stored
+ * as soon as the status line is complete.
+ */
+static int parse_head(const char *p, size_t n, int *status, int *minor, sl_http_header *hs, size_t *nh, size_t *hlen)
 {
-    size_t pos = 0, count = 0;
-    bool first = true;
+    size_t i = sl_http_scan_value(p, 0, n);
+    int rc = crlf_at(p, i, n);
+    if (rc) return rc;
+    if (parse_status_line((sl_str){p, i}, status, minor)) return SL_EPARSE;
+    size_t pos = i + 2, count = 0;
     for (;;) {
-        const char *eol = memchr(p + pos, '\r', n - pos);
-        if (!eol || (size_t)(eol - p) + 1 >= n || eol[1] != '\n') return SL_EPARSE;
-        sl_str line = {p + pos, (size_t)(eol - (p + pos))};
-        if (memchr(line.p, '\n', line.n)) return SL_EPARSE; /* bare LF */
-        pos += line.n + 2;
-        if (first) {
-            if (parse_status_line(line, status, minor)) return SL_EPARSE;
-            first = false;
-            continue;
-        }
-        if (line.n == 0) break;
+        if (pos == n) return SL_EAGAIN;
+        if (p[pos] == '\r') break; /* the blank line */
+        size_t k = sl_http_scan_token(p, pos, n);
+        if (k == n) return SL_EAGAIN;
+        if (k == pos || p[k] != ':') return SL_EPARSE; /* also obs-fold and space before ':' */
+        size_t v = sl_http_scan_value(p, k + 1, n);
+        if ((rc = crlf_at(p, v, n))) return rc;
         if (count >= SL_UP_MAX_HEADERS) return SL_ELIMIT;
-        if (parse_header_line(line, &hs[count])) return SL_EPARSE;
+        hs[count].name = (sl_str){p + pos, k - pos};
+        hs[count].value = sl_str_trim((sl_str){p + k + 1, v - k - 1});
         count++;
+        pos = v + 2;
     }
+    if ((rc = crlf_at(p, pos, n))) return rc;
     *nh = count;
+    *hlen = pos + 2;
     return SL_OK;
 }
 
@@ -708,24 +765,28 @@ static int step_head(sl_h1_req *q, h1_conn *c)
         return STEP_MORE;
     }
     const char *p = c->rbuf + c->rpos;
-    size_t from = c->hscan > 3 ? c->hscan - 3 : 0;
-    const char *end = n > from ? find_head_end(p + from, n - from) : NULL;
-    if (!end) {
+    if (c->hscan) {
+        /* An earlier read ended inside this head: look for its end in the new bytes
+         * only before parsing it again (a head dripping in stays linear). */
+        size_t from = c->hscan > 3 ? c->hscan - 3 : 0;
+        if (n <= from || !find_head_end(p + from, n - from)) {
+            c->hscan = n;
+            if (n <= SL_UP_MAX_HEADER_BYTES) return STEP_MORE;
+            finish(q, SL_UP_ERR_IO, "response header block too large");
+            return STEP_STOP;
+        }
+    }
+    sl_http_header hs[SL_UP_MAX_HEADERS];
+    size_t nh = 0, hlen = 0;
+    int status = 0, minor = 1;
+    int rc = parse_head(p, SL_MIN(n, (size_t)SL_UP_MAX_HEADER_BYTES), &status, &minor, hs, &nh, &hlen);
+    if (rc == SL_EAGAIN) {
         c->hscan = n;
         if (n <= SL_UP_MAX_HEADER_BYTES) return STEP_MORE;
         finish(q, SL_UP_ERR_IO, "response header block too large");
         return STEP_STOP;
     }
-    size_t hlen = (size_t)(end - p) + 4;
     c->hscan = 0;
-    if (hlen > SL_UP_MAX_HEADER_BYTES) {
-        finish(q, SL_UP_ERR_IO, "response header block too large");
-        return STEP_STOP;
-    }
-    sl_http_header hs[SL_UP_MAX_HEADERS];
-    size_t nh = 0;
-    int status = 0, minor = 1;
-    int rc = parse_head(p, hlen, &status, &minor, hs, &nh);
     if (status && status < 200) q->status = 0; /* an interim status is not the answer */
     else q->status = status;
     if (rc) {
@@ -1035,9 +1096,22 @@ static bool valid_method(const char *m)
 /* CR, LF and NUL would split or cut a request header: a table lookup a byte (every header of every request). */
 static const bool header_stop[256] = {['\r'] = true, ['\n'] = true, ['\0'] = true};
 
+/* Some byte of w equal to c (the classic zero-byte test on w ^ c...c). */
+static inline uint64_t has_byte(uint64_t w, uint8_t c)
+{
+    uint64_t x = w ^ (0x0101010101010101ull * c);
+    return (x - 0x0101010101010101ull) & ~x & 0x8080808080808080ull;
+}
+
 static bool valid_header_bytes(sl_str s)
 {
-    for (size_t i = 0; i < s.n; i++)
+    size_t i = 0;
+    for (; s.n - i >= 8; i += 8) { /* 8 bytes a step: every header of every request */
+        uint64_t w;
+        memcpy(&w, s.p + i, 8);
+        if (has_byte(w, '\r') | has_byte(w, '\n') | has_byte(w, 0)) return false;
+    }
+    for (; i < s.n; i++)
         if (header_stop[(unsigned char)s.p[i]]) return false;
     return true;
 }
@@ -1057,51 +1131,63 @@ static bool skipped_header(sl_str name)
 
 
 /*
- * The request head in two passes: the first checks every header and adds up
- * the exact size, the second copies into room reserved once (no capacity
- * check per piece: this runs for every upstream request).
+ * The request head in two passes: the first (head_size) checks every header
+ * and adds up the exact size, the second (head_write) copies into room
+ * allocated once, with the request itself (no capacity check per piece: this
+ * runs for every upstream request).
  */
 #define PUT_LIT(o, lit) (memcpy((o), (lit), sizeof(lit) - 1), (o) += sizeof(lit) - 1)
 #define PUT_STR(o, s) ((s).n ? (memcpy((o), (s).p, (s).n), (o) += (s).n) : (o))
 
-static int build_head(sl_buf *b, const sl_up_request *r, const h1_target *t)
+typedef struct head_plan {
+    size_t total, mlen, cl_n;
+    bool have_ae, have_accept, with_cl;
+    char cl[24]; /* Content-Length digits */
+} head_plan;
+
+static const char ae_line[] = "Accept-Encoding: identity\r\n", accept_line[] = "Accept: */*\r\n";
+
+static int head_size(const sl_up_request *r, const h1_target *t, head_plan *hp)
 {
-    bool have_ae = false, have_accept = false;
-    size_t mlen = strlen(r->method);
-    size_t total = mlen + (t->add_slash ? 2 : 1) + t->path.n + sizeof(" HTTP/1.1\r\nHost: ") - 1 + t->authority.n + 2;
+    hp->have_ae = hp->have_accept = false;
+    hp->mlen = strlen(r->method);
+    size_t total = hp->mlen + (t->add_slash ? 2 : 1) + t->path.n + sizeof(" HTTP/1.1\r\nHost: ") - 1 + t->authority.n + 2;
     for (size_t i = 0; i < r->nheaders; i++) {
         const sl_http_header *hd = &r->headers[i];
         if (!hd->name.n || !valid_header_bytes(hd->name) || !valid_header_bytes(hd->value) ||
             memchr(hd->name.p, ':', hd->name.n))
             return SL_EINVAL;
         if (skipped_header(hd->name)) continue;
-        have_ae |= hd->name.n == 15 && sl_str_case_eq(hd->name, SL_STR("accept-encoding"));
-        have_accept |= hd->name.n == 6 && sl_str_case_eq(hd->name, SL_STR("accept"));
+        hp->have_ae |= hd->name.n == 15 && sl_str_case_eq(hd->name, SL_STR("accept-encoding"));
+        hp->have_accept |= hd->name.n == 6 && sl_str_case_eq(hd->name, SL_STR("accept"));
         total += hd->name.n + (hd->value.n ? 2 : 1) + hd->value.n + 2;
     }
     /* What curl would send: bodies pass through as sent, and a default Accept. */
-    static const char ae_line[] = "Accept-Encoding: identity\r\n", accept_line[] = "Accept: */*\r\n";
-    if (!have_ae) total += sizeof ae_line - 1;
-    if (!have_accept) total += sizeof accept_line - 1;
-    char cl[24];
-    size_t cl_n = 0;
-    bool with_cl = r->body || r->body_len || strcmp(r->method, "POST") == 0;
-    if (with_cl) {
+    if (!hp->have_ae) total += sizeof ae_line - 1;
+    if (!hp->have_accept) total += sizeof accept_line - 1;
+    hp->cl_n = 0;
+    hp->with_cl = r->body || r->body_len || strcmp(r->method, "POST") == 0;
+    if (hp->with_cl) {
         uint64_t v = r->body_len;
-        size_t i = sizeof cl;
+        size_t i = sizeof hp->cl;
         do {
-            cl[--i] = (char)('0' + v % 10);
+            hp->cl[--i] = (char)('0' + v % 10);
             v /= 10;
         } while (v);
-        cl_n = sizeof cl - i;
-        memmove(cl, cl + i, cl_n);
-        total += sizeof("Content-Length: ") - 1 + cl_n + 2;
+        hp->cl_n = sizeof hp->cl - i;
+        memmove(hp->cl, hp->cl + i, hp->cl_n);
+        total += sizeof("Content-Length: ") - 1 + hp->cl_n + 2;
     }
     total += 2;
-    int rc = sl_buf_reserve(b, total);
-    if (rc) return rc == SL_ELIMIT ? SL_EINVAL : rc;
-    char *o = b->p + b->len;
-    memcpy(o, r->method, mlen), o += mlen;
+    if (total > H1_MAX_REQ_HEAD) return SL_EINVAL;
+    hp->total = total;
+    return SL_OK;
+}
+
+/* Writes exactly hp->total bytes (and a NUL) at o. */
+static void head_write(char *o, const sl_up_request *r, const h1_target *t, const head_plan *hp)
+{
+    memcpy(o, r->method, hp->mlen), o += hp->mlen;
     if (t->add_slash) PUT_LIT(o, " /");
     else PUT_LIT(o, " ");
     PUT_STR(o, t->path);
@@ -1117,17 +1203,33 @@ static int build_head(sl_buf *b, const sl_up_request *r, const h1_target *t)
         PUT_STR(o, hd->value);
         PUT_LIT(o, "\r\n");
     }
-    if (!have_ae) PUT_LIT(o, ae_line);
-    if (!have_accept) PUT_LIT(o, accept_line);
-    if (with_cl) {
+    if (!hp->have_ae) PUT_LIT(o, ae_line);
+    if (!hp->have_accept) PUT_LIT(o, accept_line);
+    if (hp->with_cl) {
         PUT_LIT(o, "Content-Length: ");
-        memcpy(o, cl, cl_n), o += cl_n;
+        memcpy(o, hp->cl, hp->cl_n), o += hp->cl_n;
         PUT_LIT(o, "\r\n");
     }
     PUT_LIT(o, "\r\n");
-    b->len += total;
-    b->p[b->len] = '\0';
-    return o == b->p + b->len ? SL_OK : SL_EINVAL; /* the two passes agree (they always should) */
+    *o = '\0';
+}
+
+/* A zeroed request block with room for need bytes: a cached one if one is big enough. */
+static sl_h1_req *req_alloc(sl_h1 *h, size_t need)
+{
+    sl_h1_req *q = NULL;
+    size_t size = need;
+    for (int i = h->nreq_cache - 1; i >= 0; i--) {
+        if (h->req_cache[i]->alloc_size < need) continue;
+        q = h->req_cache[i];
+        size = q->alloc_size;
+        h->req_cache[i] = h->req_cache[--h->nreq_cache];
+        break;
+    }
+    if (!q && !(q = sl_malloc(size))) return NULL;
+    memset(q, 0, sizeof *q);
+    q->alloc_size = size;
+    return q;
 }
 
 int sl_h1_start(sl_h1 *h, const sl_up_request *r, const sl_up_callbacks *cb, void *ud, sl_up_req **out)
@@ -1138,8 +1240,17 @@ int sl_h1_start(sl_h1 *h, const sl_up_request *r, const sl_up_callbacks *cb, voi
     if (!r->url || h->freeing || parse_url_cached(h, r->url, &t) != SL_OK) return SL_ENOTFOUND;
     int rc = get_host(h, &t, &ho);
     if (rc) return rc;
-    sl_h1_req *q = sl_calloc(1, sizeof *q);
+    head_plan hp;
+    rc = valid_method(r->method) ? head_size(r, &t, &hp) : SL_EINVAL;
+    /* The request and its head in one allocation; an invalid request has none (it fails from the timer). */
+    size_t need = sizeof(sl_h1_req) + (rc ? 0 : hp.total + 1);
+    sl_h1_req *q = req_alloc(h, need);
     if (!q) return SL_ENOMEM;
+    if (!rc) {
+        q->head = (char *)(q + 1);
+        q->head_len = hp.total;
+        head_write(q->head, r, &t, &hp);
+    }
     q->kind = SL_UP_KIND_H1;
     q->h = h;
     q->host = ho;
@@ -1152,14 +1263,7 @@ int sl_h1_start(sl_h1 *h, const sl_up_request *r, const sl_up_callbacks *cb, voi
     q->fb_ms = r->first_byte_timeout_ms;
     q->idle_ms = r->idle_timeout_ms;
     q->total_ms = r->total_timeout_ms;
-    sl_buf_init(&q->head, H1_MAX_REQ_HEAD);
     sl_buf_init(&q->dec, H1_RBUF_MAX);
-    rc = valid_method(r->method) ? build_head(&q->head, r, &t) : SL_EINVAL;
-    if (rc == SL_ENOMEM) {
-        sl_buf_free(&q->head);
-        sl_free(q);
-        return SL_ENOMEM;
-    }
     q->head_method = r->method && strcmp(r->method, "HEAD") == 0;
     uv_timer_init(h->loop, &q->timer);
     q->timer.data = q;

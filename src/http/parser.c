@@ -66,23 +66,69 @@ static bool all_of(sl_str s, int cl)
  * then finish byte by byte at the first word that needs a closer look (HTAB
  * passes there, CR or another control stops the scan).
  */
-static bool word_needs_look(const char *p)
+static uint64_t word_needs_look(const char *p) /* nonzero: the flags of the bytes to look at */
 {
     uint64_t w;
     memcpy(&w, p, 8);
     uint64_t ctl = (w - 0x2020202020202020ull) & ~w & 0x8080808080808080ull;
     uint64_t x = w ^ 0x7f7f7f7f7f7f7f7full;
     uint64_t del = (x - 0x0101010101010101ull) & ~x & 0x8080808080808080ull;
-    return (ctl | del) != 0;
+    return ctl | del;
 }
 
-static size_t scan_value(const char *b, size_t i, size_t end)
+size_t sl_http_scan_value(const char *b, size_t i, size_t end)
 {
     for (;;) {
-        while (end - i >= 8 && !word_needs_look(b + i)) i += 8;
-        size_t stop = SL_MIN(end, i + 8);
-        while (i < stop && is(b[i], C_VALUE)) i++;
-        if (i < stop || i == end) return i;
+        uint64_t look = 0;
+        while (end - i >= 8 && !(look = word_needs_look(b + i))) i += 8;
+        if (look) {
+            /* The lowest flagged byte is exact (the flags above it may be borrows): the
+             * first control byte or DEL. HTAB is allowed: step over it and go on. */
+            i += (size_t)__builtin_ctzll(look) / 8;
+            if (b[i] != '\t') return i;
+            i++;
+            continue;
+        }
+        while (i < end && is(b[i], C_VALUE)) i++;
+        return i;
+    }
+}
+
+/*
+ * Header names are the other bytes scanned on every request: 8 at a time while
+ * all are letters, digits or '-' (what real names are made of), byte by byte
+ * through the token table where one is not. Range tests on 7-bit bytes cannot
+ * carry into the next byte, so every byte's flag is exact.
+ */
+static inline uint64_t in_range8(uint64_t x, uint8_t lo, uint8_t hi) /* x: bytes < 0x80 */
+{
+    const uint64_t ones = 0x0101010101010101ull;
+    return (x + ones * (uint8_t)(0x80 - lo)) & ~(x + ones * (uint8_t)(0x7f - hi)) & (ones * 0x80);
+}
+
+static inline uint64_t not_alnum_dash(const char *p) /* flags the bytes outside [A-Za-z0-9-] */
+{
+    const uint64_t high = 0x8080808080808080ull;
+    uint64_t w;
+    memcpy(&w, p, 8);
+    uint64_t x = w & ~high;
+    uint64_t ok = in_range8(x | 0x2020202020202020ull, 'a', 'z') | in_range8(x, '0', '9') | in_range8(x, '-', '-');
+    return (~ok & high) | (w & high);
+}
+
+size_t sl_http_scan_token(const char *b, size_t i, size_t end)
+{
+    for (;;) {
+        uint64_t look = 0;
+        while (end - i >= 8 && !(look = not_alnum_dash(b + i))) i += 8;
+        if (look) {
+            i += (size_t)__builtin_ctzll(look) / 8;
+            if (!is(b[i], C_TOKEN)) return i;
+            i++; /* another token byte ('_', '.', ...): go on */
+            continue;
+        }
+        while (i < end && is(b[i], C_TOKEN)) i++;
+        return i;
     }
 }
 
@@ -324,8 +370,7 @@ static int on_header(pctx *c, sl_http_request *req, hstate *st, const sl_http_he
 static int parse_header_line(pctx *c, size_t *pos, sl_http_header *h)
 {
     const char *b = c->b;
-    size_t i = *pos, n0 = i;
-    while (i < c->end && is(b[i], C_TOKEN)) i++;
+    size_t i = sl_http_scan_token(b, *pos, c->end), n0 = *pos;
     if (i == c->end) return need_more(c, 431, "header block too large");
     if (b[i] != ':') return fail(c, 400, (b[i] == ' ' || b[i] == '\t') ? "whitespace before colon" : "malformed header name");
     if (i == n0) return fail(c, 400, "empty header name");
@@ -333,7 +378,7 @@ static int parse_header_line(pctx *c, size_t *pos, sl_http_header *h)
     i++;
     while (i < c->end && (b[i] == ' ' || b[i] == '\t')) i++;
     size_t v0 = i;
-    i = scan_value(b, i, c->end);
+    i = sl_http_scan_value(b, i, c->end);
     if (i == c->end) return need_more(c, 431, "header block too large");
     if (b[i] != '\r') return fail(c, 400, b[i] == '\n' ? "bare LF line end" : "control character in header value");
     size_t v1 = i;
@@ -419,8 +464,8 @@ int sl_http_parse_request(const char *buf, size_t len, const sl_http_limits *lim
 const sl_http_header *sl_http_find_header(const sl_http_request *req, const char *name)
 {
     sl_str n = sl_str_from_cstr(name);
-    for (size_t i = 0; i < req->nheaders; i++)
-        if (sl_str_case_eq(req->headers[i].name, n)) return &req->headers[i];
+    for (size_t i = 0; i < req->nheaders; i++) /* the length first: most names differ there */
+        if (req->headers[i].name.n == n.n && sl_str_case_eq(req->headers[i].name, n)) return &req->headers[i];
     return NULL;
 }
 

@@ -62,6 +62,12 @@ typedef struct sl_http_request {
 int sl_http_parse_request(const char *buf, size_t len, const sl_http_limits *lim, sl_http_request *req,
                           int *status, const char **why);
 
+/* The first index in [i, end) whose byte may not appear in a field value (HTAB, SP, VCHAR
+ * and obs-text may; CR, LF, other controls and DEL may not), or end: 8 bytes a step. */
+size_t sl_http_scan_value(const char *b, size_t i, size_t end);
+/* The first index in [i, end) whose byte is not a token character (RFC 9110 tchar), or end. */
+size_t sl_http_scan_token(const char *b, size_t i, size_t end);
+
 /* First header with this name (case-insensitive) or NULL. */
 const sl_http_header *sl_http_find_header(const sl_http_request *req, const char *name);
 

@@ -80,7 +80,7 @@ static void conn_unlink(sl_conn *c)
 /* The server's shared read buffer (one per loop), made on first use. */
 static char *shared_rbuf(sl_server *s)
 {
-    if (!s->rbuf) s->rbuf = sl_malloc(READ_CHUNK);
+    if (!s->rbuf) s->rbuf = sl_malloc(READ_CHUNK + 1); /* + 1: the NUL an sl_buf keeps */
     return s->rbuf;
 }
 
@@ -117,6 +117,47 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = want;
 }
 
+/* c->in becomes a view of the first n bytes of the shared read buffer. */
+static void in_borrow(sl_conn *c, size_t n)
+{
+    c->in.p = c->srv->rbuf;
+    c->in.len = n;
+    c->in.cap = READ_CHUNK + 1;
+    c->in_borrowed = true;
+}
+
+/* Drops n bytes from the front of c->in: a borrowed view just moves. */
+static void in_consume(sl_conn *c, size_t n)
+{
+    if (!c->in_borrowed) {
+        sl_buf_consume(&c->in, n);
+        return;
+    }
+    c->in.p += n;
+    c->in.len -= n;
+    c->in.cap -= n;
+}
+
+/* After processing a borrowed read: copies what is left into the connection's
+ * own buffer (nothing, usually). The read was sized to the cap, so only a
+ * failed allocation fails here; the bytes are lost, so the connection must not
+ * carry another request. */
+static void in_keep_leftover(sl_conn *c)
+{
+    if (!c->in_borrowed) return;
+    sl_buf view = c->in;
+    c->in_borrowed = false;
+    c->in.p = NULL;
+    c->in.len = c->in.cap = 0;
+    if (view.len == 0 || c->state == CONN_CLOSING) return;
+    if (sl_buf_append(&c->in, view.p, view.len) != SL_OK) {
+        c->close_when_flushed = true;
+        if (c->state == CONN_READING_HEAD) sl_conn_respond_error(c, 431, "input buffer full");
+        else if (c->state == CONN_DISPATCHED) { uv_read_stop((uv_stream_t *)&c->tcp); c->read_stopped = true; }
+        else sl_conn_close(c);
+    }
+}
+
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     sl_conn *c = stream->data;
@@ -143,14 +184,13 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (nread == 0) return;
     if (buf->base == c->srv->rbuf) {
-        /* Read into the shared buffer: keep the bytes in c->in. The read was
-         * sized to its cap, so only a failed allocation lands here; the bytes
-         * are lost, so the connection must not carry another request. */
-        if (sl_buf_append(&c->in, buf->base, (size_t)nread) != SL_OK) {
-            c->close_when_flushed = true;
-            on_read(stream, UV_ENOBUFS, buf);
-            return;
-        }
+        /* Read into the shared buffer (c->in was empty): parse the bytes where
+         * they are, and keep only what is left unconsumed (a partial head,
+         * pipelined requests) in a buffer of the connection's own. */
+        in_borrow(c, (size_t)nread);
+        conn_process(c);
+        in_keep_leftover(c);
+        return;
     } else if (c->state == CONN_READING_BODY && !c->body_chunked) {
         c->body.len += (size_t)nread;
         c->body_left -= (uint64_t)nread;
@@ -175,7 +215,7 @@ static void on_handle_closed(uv_handle_t *h)
 void sl_conn_release(sl_conn *c)
 {
     if (--c->refs > 0) return;
-    sl_buf_free(&c->in);
+    if (!c->in_borrowed) sl_buf_free(&c->in);
     sl_buf_free(&c->body);
     sl_buf_free(&c->out);
     sl_buf_free(&c->out_inflight);
@@ -336,35 +376,71 @@ void sl_server_free(sl_server *s)
 
 /* ---------------------------------------------------------------- timers */
 
-void sl_conn_timer_cb(uv_timer_t *t) { on_conn_timer(t); }
+/*
+ * Lazy deadlines: c->deadline is when the running kind's deadline passes, and
+ * the uv timer may be set earlier than that. A deadline that moves later (the
+ * idle timeout re-armed after every request, a body read) does not restart
+ * the timer: when it fires early it re-arms for what is left. So the moves of
+ * every keep-alive request (idle -> none while the handler runs -> idle again)
+ * cost no timer operation; only a deadline that moves earlier (idle -> the
+ * header deadline) restarts it.
+ */
+void sl_conn_set_deadline(sl_conn *c, conn_timer kind, uint64_t ms)
+{
+    uint64_t now = uv_now(c->srv->loop);
+    c->timer_kind = kind;
+    c->deadline = now + ms;
+    if (uv_is_active((uv_handle_t *)&c->timer) && c->timer_due <= c->deadline) return;
+    c->timer_due = c->deadline;
+    uv_timer_start(&c->timer, on_conn_timer, ms, 0);
+}
 
 static void on_conn_timer(uv_timer_t *t)
 {
     sl_conn *c = t->data;
+    if (c->timer_kind == TIMER_NONE) return;
+    uint64_t now = uv_now(c->srv->loop);
+    if (now < c->deadline) { /* set before the deadline moved later: wait for the rest */
+        c->timer_due = c->deadline;
+        uv_timer_start(&c->timer, on_conn_timer, c->deadline - now, 0);
+        return;
+    }
     if (c->state == CONN_READING_HEAD && c->in.len > 0) {
         sl_conn_respond_error(c, 408, "header timeout");
     } else if (c->state == CONN_READING_BODY) {
         sl_conn_respond_error(c, 408, "body timeout");
     } else if (c->timer_kind == TIMER_WRITE) {
         size_t queued = sl_conn_unsent(c);
+        if (queued == 0 && c->state == CONN_READING_HEAD && !c->writing && c->out.len == 0) {
+            sl_conn_set_deadline(c, TIMER_IDLE, c->srv->lim.idle_timeout_ms); /* all delivered: idle from now */
+            return;
+        }
         if (queued < c->write_queued_at_arm) { /* slow, but reading: give it another period */
             c->write_queued_at_arm = queued;
-            uv_timer_start(&c->timer, on_conn_timer, c->srv->lim.idle_timeout_ms, 0);
+            sl_conn_set_deadline(c, TIMER_WRITE, c->srv->lim.idle_timeout_ms);
             return;
         }
         sl_conn_close(c); /* the client stopped reading: treat it as gone (on_abort fires on close) */
     } else if (c->state == CONN_READING_HEAD) {
         if (c->writing || c->out.len) { /* not idle: a response is still going out */
-            uv_timer_start(&c->timer, on_conn_timer, c->srv->lim.idle_timeout_ms, 0);
+            sl_conn_set_deadline(c, c->timer_kind, c->srv->lim.idle_timeout_ms);
+            return;
+        }
+        size_t queued = sl_conn_unsent(c);
+        if (queued) {
+            /* The kernel still holds part of the last response (a large one read slowly):
+             * closing now could lose it. Idle only once the client stops reading it. */
+            c->write_queued_at_arm = queued;
+            sl_conn_set_deadline(c, TIMER_WRITE, c->srv->lim.idle_timeout_ms);
             return;
         }
         sl_conn_close(c); /* idle keep-alive connection */
     }
 }
 
-/* One timer per connection: the header deadline while a header block is
+/* One deadline per connection: the header deadline while a header block is
  * partial (counted from its first byte: slowloris), the idle timeout between
- * requests and between body reads; off while the handler owns the exchange
+ * requests and between body reads; none while the handler owns the exchange
  * (the handler's own timeouts apply then). */
 static void conn_arm_timer(sl_conn *c)
 {
@@ -373,9 +449,8 @@ static void conn_arm_timer(sl_conn *c)
     if (c->state == CONN_READING_HEAD) want = c->in.len > 0 ? TIMER_HEADER : TIMER_IDLE;
     else if (c->state == CONN_READING_BODY) want = TIMER_BODY;
     if (want == c->timer_kind && want != TIMER_BODY) return; /* keep the running deadline */
-    c->timer_kind = want;
-    if (want == TIMER_NONE) uv_timer_stop(&c->timer);
-    else uv_timer_start(&c->timer, on_conn_timer, want == TIMER_HEADER ? l->header_timeout_ms : l->idle_timeout_ms, 0);
+    if (want == TIMER_NONE) sl_conn_clear_deadline(c);
+    else sl_conn_set_deadline(c, want, want == TIMER_HEADER ? l->header_timeout_ms : l->idle_timeout_ms);
 }
 
 /* ---------------------------------------------------------------- requests */
@@ -480,7 +555,7 @@ static bool conn_parse_head(sl_conn *c)
         sl_conn_respond_error(c, 503, "out of memory");
         return false;
     }
-    sl_buf_consume(&c->in, (size_t)n);
+    in_consume(c, (size_t)n);
     hx->start_ns = uv_hrtime();
     sl_buf_clear(&c->body);
     c->body.max = s->lim.max_body_bytes;
@@ -514,7 +589,7 @@ static int conn_take_body(sl_conn *c)
     if (c->body_chunked) {
         size_t used = 0;
         int rc = sl_http_chunked_decode(&c->chunked, c->in.p, c->in.len, &c->body, &used);
-        sl_buf_consume(&c->in, used);
+        in_consume(c, used);
         if (rc == SL_ELIMIT) sl_conn_respond_error(c, 413, "body too large");
         else if (rc < 0) sl_conn_respond_error(c, 400, "bad chunked body");
         return rc;
@@ -525,7 +600,7 @@ static int conn_take_body(sl_conn *c)
             sl_conn_respond_error(c, 413, "body too large");
             return SL_ELIMIT;
         }
-        sl_buf_consume(&c->in, take);
+        in_consume(c, take);
         c->body_left -= take;
     }
     return c->body_left == 0;
@@ -566,7 +641,7 @@ static void conn_process(sl_conn *c)
     c->in_process = false;
     /* Everything consumed (the usual case once a request is dispatched): give
      * the input buffer back; the next read goes to the shared buffer. */
-    if (c->in.len == 0 && c->in.p) sl_buf_free(&c->in);
+    if (c->in.len == 0 && c->in.p && !c->in_borrowed) sl_buf_free(&c->in);
     if (c->state == CONN_READING_HEAD && c->read_stopped && !c->eof && !c->out_blocked) {
         c->read_stopped = false;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);

@@ -25,8 +25,11 @@ struct sl_conn {
     sl_conn *prev, *next;
     int refs;              /* tcp handle + timer handle + active exchange */
     conn_state state;
-    conn_timer timer_kind;
+    conn_timer timer_kind; /* which deadline runs (TIMER_NONE: none, whatever the uv timer does) */
+    uint64_t deadline;     /* loop time (ms) when it passes */
+    uint64_t timer_due;    /* loop time the uv timer is set for, while it is active (<= deadline) */
     sl_buf in;             /* unparsed input: header bytes and pipelined data */
+    bool in_borrowed;      /* in.p points into the server's shared read buffer (inside on_read only) */
     sl_buf body;           /* body being collected */
     sl_http_chunked chunked;
     uint64_t body_left;    /* Content-Length bytes still to read */
@@ -70,7 +73,9 @@ void sl_conn_close(sl_conn *c);
 void sl_conn_release(sl_conn *c);
 void sl_conn_exchange_done(sl_conn *c);
 void sl_conn_process(sl_conn *c);
-void sl_conn_timer_cb(uv_timer_t *t);
+void sl_conn_set_deadline(sl_conn *c, conn_timer kind, uint64_t ms);
+/* No deadline: a running timer is left to fire and find nothing to do (cheaper than a stop and a later start). */
+static inline void sl_conn_clear_deadline(sl_conn *c) { c->timer_kind = TIMER_NONE; }
 size_t sl_conn_unsent(sl_conn *c);
 static inline size_t sl_conn_pending(const sl_conn *c) { return c->out.len + c->out_inflight.len; }
 

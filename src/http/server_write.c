@@ -27,9 +27,8 @@ static void on_write_done(uv_write_t *req, int status);
 static void arm_write_deadline(sl_conn *c)
 {
     if (c->timer_kind != TIMER_NONE || c->state == CONN_CLOSING) return;
-    c->timer_kind = TIMER_WRITE;
     c->write_queued_at_arm = sl_conn_unsent(c);
-    uv_timer_start(&c->timer, sl_conn_timer_cb, c->srv->lim.idle_timeout_ms, 0);
+    sl_conn_set_deadline(c, TIMER_WRITE, c->srv->lim.idle_timeout_ms);
 }
 
 static void conn_after_flush(sl_conn *c)
@@ -95,10 +94,7 @@ static void on_write_done(uv_write_t *req, int status)
 {
     sl_conn *c = req->data;
     c->writing = false;
-    if (c->timer_kind == TIMER_WRITE) { /* progress: the deadline is for a client that stops reading */
-        c->timer_kind = TIMER_NONE;
-        uv_timer_stop(&c->timer);
-    }
+    if (c->timer_kind == TIMER_WRITE) sl_conn_clear_deadline(c); /* progress: the deadline is for a client that stops reading */
     sl_buf_clear(&c->out_inflight);
     if (status < 0) {
         sl_conn_close(c);
@@ -147,8 +143,7 @@ void sl_conn_respond_error(sl_conn *c, int status, const char *why)
     sl_conn_write_raw(c, body, (size_t)blen);
     c->close_when_flushed = true;
     c->state = CONN_DISPATCHED; /* parse nothing more */
-    c->timer_kind = TIMER_NONE;
-    uv_timer_stop(&c->timer);
+    sl_conn_clear_deadline(c);
     sl_conn_flush(c);
 }
 
@@ -167,42 +162,86 @@ static const char *http_date(void)
     return buf;
 }
 
-static int append_head(sl_hx *hx, sl_buf *o, int status, const sl_http_header *h, size_t n, int64_t clen)
+/* Decimal digits of v into the end of tmp[24]; returns where they start. */
+static char *u64_digits(char tmp[24], uint64_t v)
 {
-    int rc = 0;
+    char *d = tmp + 24;
+    do {
+        *--d = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return d;
+}
+
+#define PUT_LIT(o, lit) (memcpy((o), (lit), sizeof(lit) - 1), (o) += sizeof(lit) - 1)
+#define PUT(o, p, n) (memcpy((o), (p), (n)), (o) += (n))
+
+/*
+ * The response head in two passes: the first settles the framing and the
+ * connection header and adds up the exact size, the second copies into room
+ * reserved once (with `extra` more for a body that follows), with no capacity
+ * check per piece: this runs for every response.
+ */
+static int append_head(sl_hx *hx, sl_buf *o, int status, const sl_http_header *h, size_t n, int64_t clen, size_t extra)
+{
     bool http10 = hx->req.minor_version == 0;
-    rc |= sl_buf_append_cstr(o, http10 ? "HTTP/1.0 " : "HTTP/1.1 ");
-    rc |= sl_buf_append_u64(o, (uint64_t)status);
-    rc |= sl_buf_append(o, " ", 1);
-    rc |= sl_buf_append_cstr(o, sl_http_reason(status));
-    rc |= sl_buf_append_cstr(o, "\r\ndate: ");
-    rc |= sl_buf_append_cstr(o, http_date());
-    rc |= sl_buf_append_cstr(o, "\r\nserver: sluice\r\n");
-    for (size_t i = 0; i < n; i++) {
-        rc |= sl_buf_append_str(o, h[i].name);
-        rc |= sl_buf_append(o, ": ", 2);
-        rc |= sl_buf_append_str(o, h[i].value);
-        rc |= sl_buf_append(o, "\r\n", 2);
-    }
+    const char *reason = sl_http_reason(status);
+    size_t reason_n = strlen(reason);
+    const char *date = http_date();
+    size_t date_n = strlen(date);
+    char st_tmp[24], cl_tmp[24];
+    char *st = u64_digits(st_tmp, (uint64_t)(status < 0 ? 0 : status));
+    size_t st_n = (size_t)(st_tmp + 24 - st);
+    char *cl = NULL;
+    size_t cl_n = 0;
+    size_t total = sizeof("HTTP/1.1 ") - 1 + st_n + 1 + reason_n + sizeof("\r\ndate: ") - 1 + date_n +
+                   sizeof("\r\nserver: sluice\r\n") - 1 + 2;
+    for (size_t i = 0; i < n; i++) total += h[i].name.n + 2 + h[i].value.n + 2;
     if (clen >= 0) {
-        rc |= sl_buf_append_cstr(o, "content-length: ");
-        rc |= sl_buf_append_u64(o, (uint64_t)clen);
-        rc |= sl_buf_append(o, "\r\n", 2);
+        cl = u64_digits(cl_tmp, (uint64_t)clen);
+        cl_n = (size_t)(cl_tmp + 24 - cl);
+        total += sizeof("content-length: ") - 1 + cl_n + 2;
     } else if (!http10) {
-        rc |= sl_buf_append_cstr(o, "transfer-encoding: chunked\r\n");
+        total += sizeof("transfer-encoding: chunked\r\n") - 1;
     } else {
         hx->close_after = true; /* HTTP/1.0: the end of the body is the end of the connection */
     }
     bool closing = hx->close_after || !hx->req.keep_alive || hx->conn->close_when_flushed || !hx->server->accepting;
+    if (closing) total += sizeof("connection: close\r\n") - 1;
+    else if (http10) total += sizeof("connection: keep-alive\r\n") - 1;
+    if (extra > SIZE_MAX - total || sl_buf_reserve(o, total + extra) != SL_OK) return SL_ENOMEM;
     if (closing) {
         hx->close_after = true;
         hx->close_announced = true;
-        rc |= sl_buf_append_cstr(o, "connection: close\r\n");
-    } else if (http10) {
-        rc |= sl_buf_append_cstr(o, "connection: keep-alive\r\n");
     }
-    rc |= sl_buf_append(o, "\r\n", 2);
-    return rc ? SL_ENOMEM : SL_OK;
+    char *w = o->p + o->len;
+    if (http10) PUT_LIT(w, "HTTP/1.0 ");
+    else PUT_LIT(w, "HTTP/1.1 ");
+    PUT(w, st, st_n);
+    *w++ = ' ';
+    PUT(w, reason, reason_n);
+    PUT_LIT(w, "\r\ndate: ");
+    PUT(w, date, date_n);
+    PUT_LIT(w, "\r\nserver: sluice\r\n");
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].name.n) PUT(w, h[i].name.p, h[i].name.n);
+        PUT_LIT(w, ": ");
+        if (h[i].value.n) PUT(w, h[i].value.p, h[i].value.n);
+        PUT_LIT(w, "\r\n");
+    }
+    if (cl) {
+        PUT_LIT(w, "content-length: ");
+        PUT(w, cl, cl_n);
+        PUT_LIT(w, "\r\n");
+    } else if (!http10) {
+        PUT_LIT(w, "transfer-encoding: chunked\r\n");
+    }
+    if (closing) PUT_LIT(w, "connection: close\r\n");
+    else if (http10) PUT_LIT(w, "connection: keep-alive\r\n");
+    PUT_LIT(w, "\r\n");
+    o->len += total;
+    o->p[o->len] = '\0';
+    return w == o->p + o->len ? SL_OK : SL_EINVAL; /* the two passes agree (they always should) */
 }
 
 int sl_hx_respond_head(sl_hx *hx, int status, const sl_http_header *headers, size_t n, int64_t content_length)
@@ -215,7 +254,7 @@ int sl_hx_respond_head(sl_hx *hx, int status, const sl_http_header *headers, siz
                   sl_str_eq_lit(hx->req.method, "HEAD");
     hx->chunked_out = content_length < 0 && hx->req.minor_version == 1 && !hx->no_body;
     hx->out_remaining = content_length;
-    int rc = append_head(hx, &hx->conn->out, status, headers, n, content_length);
+    int rc = append_head(hx, &hx->conn->out, status, headers, n, content_length, 0);
     if (rc) return rc;
     sl_conn_flush(hx->conn);
     return SL_OK;
@@ -229,11 +268,19 @@ int sl_hx_write(sl_hx *hx, const void *p, size_t n)
     sl_buf *o = &hx->conn->out;
     int rc = 0;
     if (hx->chunked_out) {
-        char size[20];
-        int k = snprintf(size, sizeof size, "%zx\r\n", n);
-        rc |= sl_buf_append(o, size, (size_t)k);
-        rc |= sl_buf_append(o, p, n);
-        rc |= sl_buf_append(o, "\r\n", 2);
+        /* "<hex size>\r\n<data>\r\n", reserved once (one SSE event per call when streaming) */
+        char size[24];
+        size_t k = sizeof size - 2;
+        size[k] = '\r', size[k + 1] = '\n';
+        for (size_t v = n; v; v >>= 4) size[--k] = "0123456789abcdef"[v & 15];
+        size_t sn = sizeof size - k;
+        if (n > SIZE_MAX - sn - 2 || sl_buf_reserve(o, sn + n + 2) != SL_OK) return SL_ENOMEM;
+        char *w = o->p + o->len;
+        PUT(w, size + k, sn);
+        PUT(w, p, n);
+        PUT_LIT(w, "\r\n");
+        o->len += sn + n + 2;
+        o->p[o->len] = '\0';
     } else {
         if (hx->out_remaining >= 0) {
             if ((int64_t)n > hx->out_remaining) return SL_EINVAL; /* more than announced */
@@ -256,7 +303,7 @@ int sl_hx_respond(sl_hx *hx, int status, const sl_http_header *headers, size_t n
     hx->no_body = status == 204 || status == 304 || sl_str_eq_lit(hx->req.method, "HEAD");
     sl_buf *o = &hx->conn->out;
     size_t mark = o->len;
-    int rc = append_head(hx, o, status, headers, n, (int64_t)len);
+    int rc = append_head(hx, o, status, headers, n, (int64_t)len, hx->no_body ? 0 : len);
     if (!rc && len && !hx->no_body) rc = sl_buf_append(o, body, len);
     if (rc) { /* nothing half-built goes out: the connection closes instead */
         o->len = mark;

@@ -5,8 +5,9 @@
  *   memory  one table per process, sharded by key, each shard under its own
  *           mutex; answers at once (the callback runs before the call returns)
  *   redis   hiredis async on the caller's libuv loop; every check-and-reserve
- *           is one atomic Lua script (EVALSHA, EVAL when the server does not
- *           know it yet); reconnects with backoff; each call has a deadline
+ *           runs atomically in a Lua script (EVALSHA, EVAL when the server
+ *           does not know it yet; a consumer's calls of one loop turn share
+ *           one script call); reconnects with backoff; each call has a deadline
  *
  * An sl_state is a handle bound to one event loop (a worker's, or the main
  * thread's for the admin API); it is used from that loop's thread only. The

@@ -56,6 +56,39 @@ static void test_str_basics(void **state)
     assert_true(sl_str_eq_lit(sl_str_trim(SL_STR("\r\nv\r")), "\r\nv\r"));
 }
 
+/* The word-at-a-time sl_str_case_eq against a byte-at-a-time reference: every length
+ * from 0 to 40, a difference (case-only or real) at every position, every byte value. */
+static bool ref_case_eq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z') x += 32;
+        if (y >= 'A' && y <= 'Z') y += 32;
+        if (x != y) return false;
+    }
+    return true;
+}
+
+static void test_str_case_eq_words(void **state)
+{
+    SL_UNUSED(state);
+    char a[48], b[48];
+    for (size_t n = 0; n <= 40; n++) {
+        for (size_t i = 0; i < n; i++) a[i] = (char)('a' + (i * 7) % 26), b[i] = a[i];
+        assert_true(sl_str_case_eq((sl_str){a, n}, (sl_str){b, n}));
+        for (size_t pos = 0; pos < n; pos++) {
+            for (int c = 0; c < 256; c++) {
+                b[pos] = (char)c;
+                assert_int_equal(sl_str_case_eq((sl_str){a, n}, (sl_str){b, n}), ref_case_eq(a, b, n));
+                assert_int_equal(sl_str_case_eq((sl_str){b, n}, (sl_str){a, n}), ref_case_eq(b, a, n));
+            }
+            b[pos] = (char)(a[pos] - 32); /* upper case of a letter: still equal */
+            assert_true(sl_str_case_eq((sl_str){a, n}, (sl_str){b, n}));
+            b[pos] = a[pos];
+        }
+    }
+}
+
 static void test_strerror(void **state)
 {
     SL_UNUSED(state);
@@ -336,6 +369,35 @@ static void test_arena_reset(void **state)
     assert_int_equal(a.total, 128);
     sl_arena_free(&a);
 
+    /* An arena reset per request keeps one overflow block as a spare: the next request
+     * that overflows the first block reuses it instead of allocating. */
+    sl_arena_init(&a, 256, 0);
+    assert_non_null(sl_arena_alloc(&a, 200));
+    assert_non_null(sl_arena_alloc(&a, 200)); /* overflow: a second block of 512 */
+    assert_int_equal(a.total, 256 + 512);
+    sl_arena_reset(&a);
+    assert_int_equal(a.total, 256);
+    assert_non_null(a.spare);
+    for (int round = 0; round < 5; round++) {
+        sl_alloc_fail_after(1); /* no heap allocation from here: the spare must serve */
+        assert_non_null(sl_arena_alloc(&a, 200));
+        assert_non_null(sl_arena_alloc(&a, 200));
+        sl_alloc_fail_after(0);
+        assert_int_equal(a.total, 256 + 512);
+        sl_arena_reset(&a);
+        assert_int_equal(a.total, 256);
+    }
+    /* A need larger than the spare gets a new block; the larger one is kept after reset. */
+    assert_non_null(sl_arena_alloc(&a, 200));
+    assert_non_null(sl_arena_alloc(&a, 2000));
+    sl_arena_reset(&a);
+    sl_alloc_fail_after(1);
+    assert_non_null(sl_arena_alloc(&a, 200));
+    assert_non_null(sl_arena_alloc(&a, 2000));
+    sl_alloc_fail_after(0);
+    sl_arena_free(&a);
+    assert_null(a.spare);
+
     sl_arena_init(&a, 128, 0);
     sl_arena_reset(&a); /* reset of an empty arena is a no-op */
     assert_null(a.head);
@@ -601,6 +663,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_str_basics, reset_alloc_hook),
+        cmocka_unit_test_teardown(test_str_case_eq_words, reset_alloc_hook),
         cmocka_unit_test_teardown(test_strerror, reset_alloc_hook),
         cmocka_unit_test_teardown(test_str_to_u64_table, reset_alloc_hook),
         cmocka_unit_test_teardown(test_str_to_u64_not_nul_terminated, reset_alloc_hook),

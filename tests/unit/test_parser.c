@@ -183,6 +183,77 @@ static void test_value_bytes_at_every_offset(void **state)
     }
 }
 
+/* HTAB then another byte in the same value, at every pair of offsets: the word scan steps over
+ * the tab and must still stop at a control byte after it (in the same word or a later one). */
+static void test_value_tab_then_byte(void **state)
+{
+    (void)state;
+    static const char head[] = "GET / HTTP/1.1\r\nHost: a\r\nX-V: ";
+    for (size_t t = 1; t < 23; t++) {
+        for (size_t pos = t + 1; pos < 23; pos++) {
+            for (int is_bad = 0; is_bad < 2; is_bad++) {
+                char s[128], value[24];
+                memset(value, 'v', 24);
+                value[t] = '\t';
+                value[pos] = is_bad ? '\x01' : '\t';
+                size_t n = sizeof head - 1;
+                memcpy(s, head, n);
+                memcpy(s + n, value, 24);
+                n += 24;
+                memcpy(s + n, "\r\n\r\n", 4);
+                n += 4;
+                int status;
+                int rc = parse(s, n, &LIM, &status);
+                if (is_bad) {
+                    assert_int_equal(rc, SL_EPARSE);
+                    assert_int_equal(status, 400);
+                } else {
+                    assert_int_equal(rc, (int)n);
+                    assert_int_equal(req.headers[1].value.n, 24);
+                }
+            }
+        }
+    }
+}
+
+/* Every byte value at every offset of a 20-byte header name: the word-at-a-time name scan
+ * must accept exactly the token characters (RFC 9110 tchar) and stop at anything else. */
+static bool ref_tchar(int ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+           (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+static void test_name_bytes_at_every_offset(void **state)
+{
+    (void)state;
+    static const char head[] = "GET / HTTP/1.1\r\nHost: a\r\n";
+    for (size_t pos = 0; pos < 20; pos++) {
+        for (int ch = 0; ch < 256; ch++) {
+            char s[128], name[20];
+            memcpy(name, "X-Abcdefghij-0123456", 20);
+            name[pos] = (char)ch;
+            size_t n = sizeof head - 1;
+            memcpy(s, head, n);
+            memcpy(s + n, name, 20);
+            n += 20;
+            memcpy(s + n, ": v\r\n\r\n", 7);
+            n += 7;
+            int status;
+            int rc = parse(s, n, &LIM, &status);
+            if (ref_tchar(ch)) {
+                assert_int_equal(rc, (int)n);
+                assert_int_equal(req.headers[1].name.n, 20);
+            } else if (ch == ':' && pos > 0) {
+                assert_int_equal(rc, (int)n); /* the name ends there; the rest is the value */
+                assert_int_equal(req.headers[1].name.n, pos);
+            } else {
+                assert_true(rc < 0);
+            }
+        }
+    }
+}
+
 /* ---- valid requests ---- */
 
 static void test_get(void **state)
@@ -546,6 +617,8 @@ int main(void)
         cmocka_unit_test(test_malformed_table),
         cmocka_unit_test(test_nul_in_value),
         cmocka_unit_test(test_value_bytes_at_every_offset),
+        cmocka_unit_test(test_value_tab_then_byte),
+        cmocka_unit_test(test_name_bytes_at_every_offset),
         cmocka_unit_test(test_get),
         cmocka_unit_test(test_post_content_length),
         cmocka_unit_test(test_chunked_request),

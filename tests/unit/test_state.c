@@ -6,7 +6,8 @@
  * the Lua scripts must decide exactly as sl_state_check() does, NOSCRIPT
  * falls back to EVAL, values, cancel gives a reservation back, a stopped
  * server gives errors and a restarted one is found again, a frozen one
- * times out.
+ * times out; the key layout (one hash per consumer, a TTL), gateways whose
+ * clocks disagree count into the newest window, long commands.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +27,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <hiredis/hiredis.h>
 
 #include "state/state_int.h"
 
@@ -500,6 +503,183 @@ static void test_redis_down_and_back(void **state)
     uv_loop_close(&loop);
 }
 
+/* A plain blocking connection to the test server, to look at what the backend stored. */
+static redisContext *peek(void)
+{
+    redisContext *rc = redisConnect("127.0.0.1", sl_test_redis_port);
+    assert_non_null(rc);
+    assert_int_equal(rc->err, 0);
+    return rc;
+}
+
+static long long peek_int(redisContext *rc, const char *fmt, const char *arg)
+{
+    redisReply *r = redisCommand(rc, fmt, arg);
+    assert_non_null(r);
+    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer
+                  : r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -999;
+    freeReplyObject(r);
+    return v;
+}
+
+/* One hash per consumer with window ids and counts; a TTL covering the month; EVAL again after SCRIPT FLUSH. */
+static void test_redis_layout(void **state)
+{
+    SKIP_WITHOUT_REDIS();
+    uv_loop_init(&loop);
+    sl_state *r = redis_open("t4:", 2000);
+    redisContext *rc = peek();
+    int64_t now = sl_state_now_ms();
+    got g = {0};
+    sl_reserve q = tokens_req("lay", now, 40, 1000);
+    assert_int_equal(sl_state_reserve(r, &q, on_res, &g, NULL), SL_OK);
+    run_until(&g.calls, 1);
+    assert_true(g.res.admitted);
+    assert_int_equal(peek_int(rc, "HGET %s mt", "t4:rl:{lay}"), 40);
+    assert_int_equal(peek_int(rc, "HGET %s Mr", "t4:rl:{lay}"), 1);
+    assert_int_equal(peek_int(rc, "HGET %s mc", "t4:rl:{lay}"), 0);
+    assert_int_equal(peek_int(rc, "HGET %s m", "t4:rl:{lay}"), sl_window_id(SL_WIN_MINUTE, now));
+    assert_int_equal(peek_int(rc, "HGET %s M", "t4:rl:{lay}"), sl_window_id(SL_WIN_MONTH, now));
+    assert_int_equal(peek_int(rc, "HLEN %s", "t4:rl:{lay}"), 16);
+    long long ttl = peek_int(rc, "TTL %s", "t4:rl:{lay}");
+    int64_t month_left_s = (sl_window_end_ms(SL_WIN_MONTH, sl_window_id(SL_WIN_MONTH, now)) - now) / 1000;
+    assert_true(ttl > month_left_s && ttl <= 32 * 86400);
+    /* the server forgets its scripts: calls go as EVAL once and work */
+    freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
+    sl_settle s = {.consumer = SL_STR("lay"), .delta = {0, -15, 7}};
+    memcpy(s.window_id, g.res.counts.window_id, sizeof s.window_id);
+    assert_int_equal(sl_state_settle(r, &s), SL_OK);
+    got u = {0};
+    sl_state_usage(r, SL_STR("lay"), now, on_usage, &u, NULL);
+    run_until(&u.calls, 1);
+    assert_int_equal(u.err, SL_OK);
+    assert_int_equal(u.counts.v[SL_MET_TOKENS][SL_WIN_DAY], 25);
+    assert_int_equal(u.counts.v[SL_MET_COST][SL_WIN_MONTH], 7);
+    assert_int_equal(u.counts.v[SL_MET_REQUESTS][SL_WIN_HOUR], 1);
+    /* a settlement of nothing sends nothing */
+    sl_settle zero = {.consumer = SL_STR("lay")};
+    memcpy(zero.window_id, g.res.counts.window_id, sizeof zero.window_id);
+    assert_int_equal(sl_state_settle(r, &zero), SL_OK);
+    redisFree(rc);
+    close_and_drain(r);
+    uv_loop_close(&loop);
+}
+
+/* Two gateways a minute apart: the late one counts into the window the early one opened, never back. */
+static void test_redis_skewed_clocks(void **state)
+{
+    SKIP_WITHOUT_REDIS();
+    uv_loop_init(&loop);
+    sl_state *a = redis_open("t5:", 2000), *b = redis_open("t5:", 2000);
+    int64_t now = sl_state_now_ms();
+    got ga = {0}, gb = {0};
+    sl_reserve qa = tokens_req("skew", now + 60000, 100, 250), qb = tokens_req("skew", now, 100, 250);
+    sl_state_reserve(a, &qa, on_res, &ga, NULL);
+    run_until(&ga.calls, 1);
+    sl_state_reserve(b, &qb, on_res, &gb, NULL);
+    run_until(&gb.calls, 1);
+    assert_true(gb.res.admitted);
+    assert_int_equal(gb.res.counts.window_id[SL_WIN_MINUTE], sl_window_id(SL_WIN_MINUTE, now + 60000));
+    assert_int_equal(gb.res.counts.v[SL_MET_TOKENS][SL_WIN_MINUTE], 200);
+    got gc = {0};
+    sl_state_reserve(b, &qb, on_res, &gc, NULL); /* 300 > 250 in the shared window */
+    run_until(&gc.calls, 1);
+    assert_false(gc.res.admitted);
+    assert_int_equal(gc.res.denied_metric, SL_MET_TOKENS);
+    assert_int_equal(gc.res.denied_window, SL_WIN_MINUTE);
+    /* b settles into the window it was counted in */
+    sl_settle s = {.consumer = SL_STR("skew"), .delta = {0, -60, 0}};
+    memcpy(s.window_id, gb.res.counts.window_id, sizeof s.window_id);
+    sl_state_settle(b, &s);
+    got u = {0}; /* on b: after its settlement (one connection answers in order) */
+    sl_state_usage(b, SL_STR("skew"), now + 60000, on_usage, &u, NULL);
+    run_until(&u.calls, 1);
+    assert_int_equal(u.counts.v[SL_MET_TOKENS][SL_WIN_MINUTE], 140);
+    close_and_drain(a);
+    close_and_drain(b);
+    uv_loop_close(&loop);
+}
+
+/* Commands longer than the inline buffer: a long consumer name, a large value. */
+static void test_redis_long_commands(void **state)
+{
+    SKIP_WITHOUT_REDIS();
+    uv_loop_init(&loop);
+    sl_state *r = redis_open("t6:", 2000);
+    static char name[SL_STATE_MAX_KEY], value[SL_STATE_MAX_VALUE];
+    memset(name, 'n', sizeof name);
+    memset(value, 'v', sizeof value);
+    int64_t now = sl_state_now_ms();
+    got g = {0};
+    sl_reserve q = tokens_req("x", now, 5, 100);
+    q.consumer = (sl_str){name, sizeof name};
+    sl_state_reserve(r, &q, on_res, &g, NULL);
+    run_until(&g.calls, 1);
+    assert_int_equal(g.res.err, SL_OK);
+    assert_int_equal(g.res.counts.v[SL_MET_TOKENS][SL_WIN_MONTH], 5);
+    got v = {0};
+    sl_state_set(r, SL_STR("big"), (sl_str){value, sizeof value}, 0, on_value, &v, NULL);
+    run_until(&v.calls, 1);
+    assert_int_equal(v.err, SL_OK);
+    close_and_drain(r);
+    uv_loop_close(&loop);
+}
+
+/* Calls made in one loop turn share script calls: order and limits hold, per consumer, past every batch cap. */
+static void test_redis_batches(void **state)
+{
+    SKIP_WITHOUT_REDIS();
+    uv_loop_init(&loop);
+    sl_state_memory_reset();
+    sl_state *r = redis_open("t7:", 2000), *m = mem();
+    int64_t now = sl_state_now_ms();
+    enum { N = 150, NC = 40 }; /* more than one batch holds, more consumers than batches stay open */
+    static got gr[N], gm[N];
+    memset(gr, 0, sizeof gr);
+    memset(gm, 0, sizeof gm);
+    char names[NC][8];
+    for (int i = 0; i < N; i++) {
+        int k = i % 3 ? 0 : 1 + i % (NC - 1); /* consumer 0 most of the time, others between */
+        snprintf(names[k], sizeof names[k], "b%d", k);
+        sl_reserve q = tokens_req(names[k], now, 30, 2000);
+        q.limit[SL_MET_REQUESTS][SL_WIN_HOUR] = 80;
+        q.consumer = sl_str_from_cstr(names[k]);
+        assert_int_equal(sl_state_reserve(r, &q, on_res, &gr[i], NULL), SL_OK);
+        sl_state_reserve(m, &q, on_res, &gm[i], NULL);
+        if (i % 7 == 0) { /* a settlement between reservations, in the same turn */
+            sl_settle s = {.consumer = q.consumer, .delta = {0, -20, 5}};
+            memcpy(s.window_id, gm[i].res.counts.window_id, sizeof s.window_id);
+            assert_int_equal(sl_state_settle(r, &s), SL_OK);
+            sl_state_settle(m, &s);
+        }
+    }
+    assert_int_equal(gr[0].calls, 0); /* nothing answered before the loop runs */
+    for (int i = 0; i < N; i++) {
+        run_until(&gr[i].calls, 1);
+        assert_int_equal(gr[i].res.err, SL_OK);
+        assert_int_equal(gr[i].res.admitted, gm[i].res.admitted);
+        assert_int_equal(gr[i].res.denied_metric, gm[i].res.denied_metric);
+        assert_memory_equal(gr[i].res.counts.v, gm[i].res.counts.v, sizeof gm[i].res.counts.v);
+    }
+    /* a reservation cancelled while its batch waits: no callback, and it is given back */
+    got c = {0}, c2 = {0};
+    sl_reserve q = tokens_req("b-cancel", now, 10, 1000);
+    sl_state_op *op = NULL;
+    sl_state_reserve(r, &q, on_res, &c, &op);
+    sl_state_reserve(r, &q, on_res, &c2, NULL);
+    sl_state_cancel(op);
+    run_until(&c2.calls, 1);
+    assert_int_equal(c2.res.counts.v[SL_MET_TOKENS][SL_WIN_MINUTE], 20);
+    got u = {0};
+    sl_state_usage(r, SL_STR("b-cancel"), now, on_usage, &u, NULL);
+    run_until(&u.calls, 1);
+    assert_int_equal(c.calls, 0);
+    assert_int_equal(u.counts.v[SL_MET_TOKENS][SL_WIN_MINUTE], 10);
+    sl_state_close(m);
+    close_and_drain(r);
+    uv_loop_close(&loop);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -512,6 +692,10 @@ int main(void)
         cmocka_unit_test(test_redis_matches_memory),
         cmocka_unit_test(test_redis_values_and_cancel),
         cmocka_unit_test(test_redis_down_and_back),
+        cmocka_unit_test(test_redis_layout),
+        cmocka_unit_test(test_redis_skewed_clocks),
+        cmocka_unit_test(test_redis_long_commands),
+        cmocka_unit_test(test_redis_batches),
     };
     return cmocka_run_group_tests(tests, redis_setup, sl_test_redis_teardown);
 }
