@@ -10,6 +10,10 @@
  *
  * The size bound counts each line's content plus one byte per line end (CRLF
  * too), so the result never depends on where the input was split.
+ *
+ * The writer's usual case is data on one line: its size is known, so it is
+ * written with one reservation and plain copies (sl_sse_write_line skips even
+ * the line-end check when the caller knows, e.g. an event just read).
  */
 #include "http/sse.h"
 

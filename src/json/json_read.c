@@ -11,6 +11,11 @@
  * Tokens live in the arena. Their number is unknown until the end, so the
  * array starts small (relative to the body size) and doubles with a copy; the
  * arena keeps the old copies, which bounds the waste by the final size.
+ *
+ * sl_json_top_members walks the same grammar with the same helpers but writes
+ * no tokens: it only notes where a few top-level members' values are. It is
+ * the stream fast path's look at each chunk (fuzz_json checks it agrees with
+ * the parse).
  */
 #include "json/json_internal.h"
 
