@@ -575,7 +575,11 @@ static int up_on_data(void *ud, const char *p, size_t n)
         sl_hx_on_drain(r->hx, on_client_drain, r);
         return SL_EAGAIN; /* not consumed: delivered again after resume */
     }
+    /* One upstream read may carry several events (a loaded gateway reads late): they
+     * go to the client in one write. */
+    sl_hx_cork(r->hx);
     int rc = sl_sse_feed(&r->sse, p, n, on_sse_event, r);
+    sl_hx_uncork(r->hx);
     return rc == SL_OK || rc == SL_ECLOSED ? SL_OK : rc;
 }
 

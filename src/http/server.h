@@ -12,7 +12,7 @@
  *    sl_hx_finish(), which it must do exactly once, also after an abort.
  *  - Request slices (hx->req, hx->body) stay valid until sl_hx_finish().
  *  - sl_hx_write() copies; output is flushed as it comes (SSE events go out
- *    one by one). Back-pressure: when sl_hx_pending() is above the high-water
+ *    one by one, or one upstream read's worth at a time under sl_hx_cork). Back-pressure: when sl_hx_pending() is above the high-water
  *    mark the producer should stop and wait for the on_drain callback.
  *  - When the client goes away first, on_abort fires once; later writes are
  *    discarded. The handler cancels its upstream work and calls finish.
@@ -90,6 +90,17 @@ void sl_server_set_limits(sl_server *s, const sl_server_limits *lim);
 /* Starts the response. content_length < 0 selects chunked encoding (HTTP/1.1) or close-delimited (1.0). */
 int sl_hx_respond_head(sl_hx *hx, int status, const sl_http_header *headers, size_t n, int64_t content_length);
 int sl_hx_write(sl_hx *hx, const void *p, size_t n);
+/*
+ * Between sl_hx_cork() and sl_hx_uncork() writes are kept, not flushed, and
+ * the uncork flushes them in one system call. A producer that turns one
+ * upstream read into several writes (SSE events) corks around it: the bytes
+ * and their framing are the same, the client gets them in one write instead
+ * of one per event (what matters when a loaded gateway reads several events
+ * at a time). Keep a cork short (one callback); head, respond and finish
+ * flush regardless.
+ */
+void sl_hx_cork(sl_hx *hx);
+void sl_hx_uncork(sl_hx *hx);
 /* Whole response in one call (head + body, one write). */
 int sl_hx_respond(sl_hx *hx, int status, const sl_http_header *headers, size_t n, const void *body, size_t len);
 size_t sl_hx_pending(const sl_hx *hx);

@@ -41,6 +41,7 @@ struct sl_conn {
     bool eof;
     bool close_when_flushed;
     bool writing;
+    uint8_t corked;        /* sl_hx_cork depth: sl_hx_write does not flush while > 0 */
     size_t write_queued_at_arm; /* unsent bytes (sl_conn_unsent) when the write deadline was (re)armed */
     bool out_blocked;      /* parsing paused until pending output drains (pipelining) */
     sl_buf out;            /* produced, not yet handed to the kernel */

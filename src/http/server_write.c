@@ -289,8 +289,19 @@ int sl_hx_write(sl_hx *hx, const void *p, size_t n)
         rc = sl_buf_append(o, p, n);
     }
     if (rc) return SL_ENOMEM;
-    sl_conn_flush(hx->conn);
+    if (!hx->conn->corked) sl_conn_flush(hx->conn);
     return SL_OK;
+}
+
+void sl_hx_cork(sl_hx *hx)
+{
+    if (hx->conn->corked < UINT8_MAX) hx->conn->corked++;
+}
+
+void sl_hx_uncork(sl_hx *hx)
+{
+    sl_conn *c = hx->conn;
+    if (c->corked && --c->corked == 0) sl_conn_flush(c);
 }
 
 int sl_hx_respond(sl_hx *hx, int status, const sl_http_header *headers, size_t n, const void *body, size_t len)
