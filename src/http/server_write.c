@@ -53,6 +53,20 @@ static void conn_after_flush(sl_conn *c)
     }
 }
 
+/*
+ * An output buffer that has been emptied keeps its storage only when small
+ * (one SSE event, one response head): a burst (a lagging client, one upstream
+ * read's worth of events under sl_hx_cork, a large body) must not stay with
+ * every one of 10,000 connections for the rest of their lives.
+ */
+#define OUT_KEEP_BYTES 4096u
+
+static void out_emptied(sl_buf *b)
+{
+    if (b->cap > OUT_KEEP_BYTES) sl_buf_free(b);
+    else sl_buf_clear(b);
+}
+
 void sl_conn_flush(sl_conn *c)
 {
     if (c->writing || c->out.len == 0 || c->state == CONN_CLOSING) {
@@ -62,7 +76,7 @@ void sl_conn_flush(sl_conn *c)
     uv_buf_t b = uv_buf_init(c->out.p, (unsigned)c->out.len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n == (int)c->out.len) {
-        sl_buf_clear(&c->out);
+        out_emptied(&c->out);
         conn_after_flush(c);
         return;
     }
@@ -95,7 +109,7 @@ static void on_write_done(uv_write_t *req, int status)
     sl_conn *c = req->data;
     c->writing = false;
     if (c->timer_kind == TIMER_WRITE) sl_conn_clear_deadline(c); /* progress: the deadline is for a client that stops reading */
-    sl_buf_clear(&c->out_inflight);
+    out_emptied(&c->out_inflight);
     if (status < 0) {
         sl_conn_close(c);
     } else {
