@@ -10,7 +10,7 @@
 // count, and the usage API shows the rest.
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSluice, waitFor } from './lib/harness.js';
+import { httpRequest, startSluice, waitFor } from './lib/harness.js';
 import { awayFromMinuteEnd, usage } from './governance-scenarios.js';
 import { connect, mcpConfig, startRestService, startSdkSseServer, stopAll } from './lib/mcp.js';
 
@@ -133,16 +133,8 @@ test('the access log names the consumer of MCP requests', { timeout: 10_000 }, a
   assert.ok(gw.stdoutLines.some((l) => l.api === 'mcp' && l.consumer === 'bob'));
 });
 
-async function post(key, body, headers = {}) {
-  const r = await fetch(`${gw.url}/mcp/weather`, { method: 'POST', headers: { ...JSON_SSE, ...auth(key), ...headers }, body: JSON.stringify(body) });
-  const text = await r.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: r.status, headers: r.headers, text, json };
+function post(key, body, headers = {}) {
+  return httpRequest(`${gw.url}/mcp/weather`, { method: 'POST', headers: { ...JSON_SSE, ...auth(key), ...headers }, body });
 }
 
 test('http: requests_per_minute covers MCP requests; the SDK sees the 429 as an error', { timeout: 90_000 }, async () => {

@@ -18,7 +18,7 @@ import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { startSluice, waitFor } from './lib/harness.js';
+import { httpRequest, startSluice, waitFor } from './lib/harness.js';
 import { connect, mcpConfig, startEverything, startRestService, stopAll } from './lib/mcp.js';
 import { awayFromMinuteEnd, metricValue, startRedis, usage } from './governance-scenarios.js';
 
@@ -92,20 +92,8 @@ after(async () => {
 const auth = (key) => ({ authorization: `Bearer ${key}` });
 const texts = (r) => r.content.filter((c) => c.type === 'text').map((c) => c.text).join('');
 
-async function rpc(gw, method, pathname, { body, headers = {} } = {}) {
-  const r = await fetch(`${gw.url}${pathname}`, {
-    method,
-    headers: { ...JSON_SSE, ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: r.status, headers: r.headers, text, json };
+function rpc(gw, method, pathname, { body, headers = {} } = {}) {
+  return httpRequest(`${gw.url}${pathname}`, { method, headers: { ...JSON_SSE, ...headers }, body });
 }
 
 async function initialize(gw, server, key = ALICE) {

@@ -10,7 +10,7 @@
 //  - cancellation from another POST, and streams that end on a drain
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { runBinary, SLUICE_BIN, startSluice, waitFor, ROOT } from './lib/harness.js';
+import { httpRequest, runBinary, SLUICE_BIN, startSluice, waitFor, ROOT } from './lib/harness.js';
 import { connect, mcpConfig, startEverything, startRestService, startSdkSseServer, stopAll } from './lib/mcp.js';
 import path from 'node:path';
 
@@ -267,20 +267,8 @@ for (const transport of ['http', 'sse']) {
 
 const JSON_SSE = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 
-async function post(pathname, body, headers = {}) {
-  const r = await fetch(`${gw.url}${pathname}`, {
-    method: 'POST',
-    headers: { ...JSON_SSE, ...headers },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-  });
-  const text = await r.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: r.status, headers: r.headers, text, json };
+function post(pathname, body, headers = {}) {
+  return httpRequest(`${gw.url}${pathname}`, { method: 'POST', headers: { ...JSON_SSE, ...headers }, body });
 }
 
 async function initialize(server, version = '2025-06-18') {
