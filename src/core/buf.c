@@ -52,13 +52,8 @@ int sl_buf_appendf(sl_buf *b, const char *fmt, ...)
 
 int sl_buf_append_u64(sl_buf *b, uint64_t v)
 {
-    char tmp[24];
-    size_t i = sizeof tmp;
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return sl_buf_append(b, tmp + i, sizeof tmp - i);
+    char tmp[SL_DEC_MAX];
+    return sl_buf_append(b, tmp, sl_u64_dec(tmp, v));
 }
 
 void sl_buf_consume(sl_buf *b, size_t n)

@@ -66,6 +66,28 @@ static inline char *sl_strdup(const char *s) { return sl_strndup(s, strlen(s)); 
 /* Test hook: the nth allocation from now (1-based) and all after it fail; 0 disables. */
 void sl_alloc_fail_after(long n);
 
+/*
+ * Decimal digits without printf (they are on every request: lengths, status,
+ * counters). out needs SL_DEC_MAX bytes; no NUL is written; the count is
+ * returned.
+ */
+#define SL_DEC_MAX 21 /* a uint64 (20 digits), or an int64 with its sign */
+static inline size_t sl_u64_dec(char *out, uint64_t v)
+{
+    char t[20];
+    size_t n = 0;
+    do t[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    for (size_t i = 0; i < n; i++) out[i] = t[n - 1 - i];
+    return n;
+}
+static inline size_t sl_i64_dec(char *out, int64_t v)
+{
+    if (v >= 0) return sl_u64_dec(out, (uint64_t)v);
+    out[0] = '-';
+    return 1 + sl_u64_dec(out + 1, (uint64_t)0 - (uint64_t)v);
+}
+
 #define SL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define SL_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define SL_MAX(a, b) ((a) > (b) ? (a) : (b))

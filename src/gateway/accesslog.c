@@ -200,23 +200,8 @@ static char *raw_str(char *o, sl_str v)
     return o;
 }
 
-static char *raw_u64(char *o, uint64_t v)
-{
-    char tmp[24];
-    size_t i = sizeof tmp;
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    memcpy(o, tmp + i, sizeof tmp - i);
-    return o + (sizeof tmp - i);
-}
-
-static char *raw_int(char *o, int64_t v)
-{
-    if (v < 0) *o++ = '-';
-    return raw_u64(o, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
-}
+static char *raw_u64(char *o, uint64_t v) { return o + sl_u64_dec(o, v); }
+static char *raw_int(char *o, int64_t v) { return o + sl_i64_dec(o, v); }
 
 static char *raw_ms(char *o, uint64_t from, uint64_t to)
 {

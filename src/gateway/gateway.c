@@ -88,10 +88,8 @@ void sl_gw_common_headers(sl_gw_req *r, sl_http_header *h, size_t *n, size_t cap
     if (r->rec.provider.n && *n < cap) h[(*n)++] = (sl_http_header){SL_STR("x-sluice-provider"), r->rec.provider};
     if (r->rec.upstream_model.n && *n < cap) h[(*n)++] = (sl_http_header){SL_STR("x-sluice-model"), r->rec.upstream_model};
     if (r->attempts && *n < cap) { /* decimal digits without printf: this is on every answer */
-        char tmp[16];
-        size_t i = sizeof tmp;
-        for (uint32_t v = r->attempts; v; v /= 10) tmp[--i] = (char)('0' + v % 10);
-        sl_str a = sl_arena_str(&r->hx->arena, (sl_str){tmp + i, sizeof tmp - i});
+        char tmp[SL_DEC_MAX];
+        sl_str a = sl_arena_str(&r->hx->arena, (sl_str){tmp, sl_u64_dec(tmp, r->attempts)});
         if (a.p) h[(*n)++] = (sl_http_header){SL_STR("x-sluice-attempts"), a};
     }
     for (size_t i = 0; i < r->nextra_headers && *n < cap; i++) h[(*n)++] = r->extra_headers[i];

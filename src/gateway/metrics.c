@@ -194,26 +194,13 @@ static void record_genai(int shard, rec_memo *m, const sl_req_record *r)
     }
 }
 
-/* Decimal digits of a status code, without printf. */
-static sl_str status_str(int status, char *buf, size_t cap)
-{
-    size_t i = cap;
-    unsigned u = status < 0 ? 0u - (unsigned)status : (unsigned)status;
-    do {
-        buf[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u && i > 1);
-    if (status < 0) buf[--i] = '-';
-    return (sl_str){buf + i, cap - i};
-}
-
 void sl_metrics_record(sl_worker *w, const sl_req_record *r)
 {
     ensure_init();
     int shard = w->id;
     rec_memo *m = memo_for(r);
-    char status[16];
-    sl_str rv[] = {cstr_or_empty(r->api), r->model, r->provider, r->consumer, status_str(r->status, status, sizeof status)};
+    char status[SL_DEC_MAX];
+    sl_str rv[] = {cstr_or_empty(r->api), r->model, r->provider, r->consumer, (sl_str){status, sl_i64_dec(status, r->status)}};
     sl_family_add(&requests, shard, series_of(m, S_REQ, &requests, rv, 5), 1);
     if (!r->operation || !r->model.n || strcmp(r->operation, "models") == 0) return;
     record_genai(shard, m, r);

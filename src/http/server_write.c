@@ -176,17 +176,6 @@ static const char *http_date(void)
     return buf;
 }
 
-/* Decimal digits of v into the end of tmp[24]; returns where they start. */
-static char *u64_digits(char tmp[24], uint64_t v)
-{
-    char *d = tmp + 24;
-    do {
-        *--d = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return d;
-}
-
 #define PUT_LIT(o, lit) (memcpy((o), (lit), sizeof(lit) - 1), (o) += sizeof(lit) - 1)
 #define PUT(o, p, n) (memcpy((o), (p), (n)), (o) += (n))
 
@@ -203,17 +192,14 @@ static int append_head(sl_hx *hx, sl_buf *o, int status, const sl_http_header *h
     size_t reason_n = strlen(reason);
     const char *date = http_date();
     size_t date_n = strlen(date);
-    char st_tmp[24], cl_tmp[24];
-    char *st = u64_digits(st_tmp, (uint64_t)(status < 0 ? 0 : status));
-    size_t st_n = (size_t)(st_tmp + 24 - st);
-    char *cl = NULL;
+    char st[SL_DEC_MAX], cl[SL_DEC_MAX];
+    size_t st_n = sl_u64_dec(st, (uint64_t)(status < 0 ? 0 : status));
     size_t cl_n = 0;
     size_t total = sizeof("HTTP/1.1 ") - 1 + st_n + 1 + reason_n + sizeof("\r\ndate: ") - 1 + date_n +
                    sizeof("\r\nserver: sluice\r\n") - 1 + 2;
     for (size_t i = 0; i < n; i++) total += h[i].name.n + 2 + h[i].value.n + 2;
     if (clen >= 0) {
-        cl = u64_digits(cl_tmp, (uint64_t)clen);
-        cl_n = (size_t)(cl_tmp + 24 - cl);
+        cl_n = sl_u64_dec(cl, (uint64_t)clen);
         total += sizeof("content-length: ") - 1 + cl_n + 2;
     } else if (!http10) {
         total += sizeof("transfer-encoding: chunked\r\n") - 1;
@@ -243,7 +229,7 @@ static int append_head(sl_hx *hx, sl_buf *o, int status, const sl_http_header *h
         if (h[i].value.n) PUT(w, h[i].value.p, h[i].value.n);
         PUT_LIT(w, "\r\n");
     }
-    if (cl) {
+    if (clen >= 0) {
         PUT_LIT(w, "content-length: ");
         PUT(w, cl, cl_n);
         PUT_LIT(w, "\r\n");
