@@ -9,7 +9,8 @@
  * Pieces: a pool of keep-alive connections per upstream address (LIFO, capped,
  * idle timeout; an idle connection that turns readable or hits EOF is stale
  * and closed), the request head serialised once at start and written with the
- * body in one uv_try_write, a strict response-head parser (1xx skipped), and
+ * body in one uv_try_write, a strict response-head parser (1xx skipped; the
+ * head formats of both directions are in h1_wire.c), and
  * body framing by Content-Length, chunked (chunked.c's decoder, delivered as
  * decoded) or connection close. Reads land in one buffer shared by the
  * client's connections; a connection keeps only what is left unconsumed (a
@@ -23,6 +24,7 @@
  * start never calls back synchronously (errors go through the request timer).
  */
 #include "http/h1client.h"
+#include "http/h1_wire.h"
 
 #include <arpa/inet.h>
 #include <strings.h>
@@ -36,8 +38,6 @@
 #define H1_RBUF_INIT 4096 /* a kept leftover grows from here on demand */
 #define H1_RBUF_MIN_FREE 4096
 #define H1_RBUF_MAX (SL_UP_MAX_HEADER_BYTES + 16384)
-#define H1_MAX_REQ_HEAD (256 * 1024)
-#define H1_MAX_HOSTNAME 64
 #define H1_REQ_CACHE 16      /* freed request blocks kept for reuse */
 #define H1_REQ_CACHE_MAX 4096 /* only blocks up to this size (struct and head) are kept */
 
@@ -602,115 +602,6 @@ static void unpause(sl_h1_req *q)
 
 /* ---- response head ---- */
 
-/* RFC 9110 token characters, as a table: every byte of every header name goes through this. */
-static const bool tchar_tab[256] = {
-    ['0' ... '9'] = true, ['a' ... 'z'] = true, ['A' ... 'Z'] = true,
-    ['!'] = true, ['#'] = true, ['$'] = true, ['%'] = true, ['&'] = true, ['\''] = true, ['*'] = true,
-    ['+'] = true, ['-'] = true, ['.'] = true, ['^'] = true, ['_'] = true, ['`'] = true, ['|'] = true, ['~'] = true,
-};
-
-static inline bool is_tchar(char ch) { return tchar_tab[(unsigned char)ch]; }
-
-/* The blank line ending a head: memchr to each CR, then the three bytes after it (cheaper than memmem). */
-static const char *find_head_end(const char *p, size_t n)
-{
-    const char *end = p + n;
-    while (n >= 4 && (p = memchr(p, '\r', (size_t)(end - p) - 3))) {
-        if (p[1] == '\n' && p[2] == '\r' && p[3] == '\n') return p;
-        p++;
-        if ((size_t)(end - p) < 4) break;
-    }
-    return NULL;
-}
-
-/* Bytes allowed in a response field value (HTAB, SP, VCHAR, obs-text), as a table like tchar_tab. */
-static const bool field_tab[256] = {['\t'] = true, [0x20 ... 0x7e] = true, [0x80 ... 0xff] = true};
-
-static inline bool is_field_byte(char ch) { return field_tab[(unsigned char)ch]; }
-
-/* "HTTP/1.x SSS[ reason]" */
-static int parse_status_line(sl_str l, int *status, int *minor)
-{
-    if (l.n < 12 || memcmp(l.p, "HTTP/1.", 7) != 0 || (l.p[7] != '0' && l.p[7] != '1') || l.p[8] != ' ')
-        return SL_EPARSE;
-    int st = 0;
-    for (size_t k = 9; k < 12; k++) {
-        if (l.p[k] < '0' || l.p[k] > '9') return SL_EPARSE;
-        st = st * 10 + (l.p[k] - '0');
-    }
-    if (st < 100 || st > 599 || (l.n > 12 && l.p[12] != ' ')) return SL_EPARSE;
-    for (size_t k = 12; k < l.n; k++)
-        if (!is_field_byte(l.p[k])) return SL_EPARSE;
-    *status = st;
-    *minor = l.p[7] - '0';
-    return SL_OK;
-}
-
-/* CRLF at p[i]: SL_OK, SL_EAGAIN when the bytes end first, SL_EPARSE for anything else. */
-static int crlf_at(const char *p, size_t i, size_t n)
-{
-    if (i == n) return SL_EAGAIN;
-    if (p[i] != '\r') return SL_EPARSE;
-    if (i + 1 == n) return SL_EAGAIN;
-    return p[i + 1] == '\n' ? SL_OK : SL_EPARSE;
-}
-
-/*
- * Parses a response head from p[0..n) in one forward scan: SL_OK with its
- * length in *hlen, SL_EAGAIN when the bytes end before the blank line,
- * SL_EPARSE at the first malformed byte (bare CR or LF, controls, obs-fold,
- * space before ':'), SL_ELIMIT past SL_UP_MAX_HEADERS. The status is stored
- * as soon as the status line is complete.
- */
-static int parse_head(const char *p, size_t n, int *status, int *minor, sl_http_header *hs, size_t *nh, size_t *hlen)
-{
-    size_t i = sl_http_scan_value(p, 0, n);
-    int rc = crlf_at(p, i, n);
-    if (rc) return rc;
-    if (parse_status_line((sl_str){p, i}, status, minor)) return SL_EPARSE;
-    size_t pos = i + 2, count = 0;
-    for (;;) {
-        if (pos == n) return SL_EAGAIN;
-        if (p[pos] == '\r') break; /* the blank line */
-        size_t k = sl_http_scan_token(p, pos, n);
-        if (k == n) return SL_EAGAIN;
-        if (k == pos || p[k] != ':') return SL_EPARSE; /* also obs-fold and space before ':' */
-        size_t v = sl_http_scan_value(p, k + 1, n);
-        if ((rc = crlf_at(p, v, n))) return rc;
-        if (count >= SL_UP_MAX_HEADERS) return SL_ELIMIT;
-        hs[count].name = (sl_str){p + pos, k - pos};
-        hs[count].value = sl_str_trim((sl_str){p + k + 1, v - k - 1});
-        count++;
-        pos = v + 2;
-    }
-    if ((rc = crlf_at(p, pos, n))) return rc;
-    *nh = count;
-    *hlen = pos + 2;
-    return SL_OK;
-}
-
-/* Does a comma-separated header value hold this token (case-insensitive)? */
-static bool has_token(sl_str v, const char *tok)
-{
-    sl_str t = sl_str_from_cstr(tok);
-    while (v.n) {
-        const char *comma = memchr(v.p, ',', v.n);
-        size_t len = comma ? (size_t)(comma - v.p) : v.n;
-        if (sl_str_case_eq(sl_str_trim((sl_str){v.p, len}), t)) return true;
-        v.p += comma ? len + 1 : len;
-        v.n -= comma ? len + 1 : len;
-    }
-    return false;
-}
-
-/* The last transfer coding of the last Transfer-Encoding header. */
-static sl_str last_coding(sl_str v)
-{
-    const char *comma = v.n ? memrchr(v.p, ',', v.n) : NULL;
-    if (comma) v = (sl_str){comma + 1, v.n - (size_t)(comma + 1 - v.p)};
-    return sl_str_trim(v);
-}
-
 /* Body framing and keep-alive from the final response head (RFC 9112 §6.3, §9.3). */
 static const char *framing(sl_h1_req *q, int minor, const sl_http_header *hs, size_t nh)
 {
@@ -721,15 +612,15 @@ static const char *framing(sl_h1_req *q, int minor, const sl_http_header *hs, si
         if (name.n != 17 && name.n != 14 && name.n != 10) continue; /* none of the three below */
         if (sl_str_case_eq(name, SL_STR("transfer-encoding"))) {
             te = true;
-            chunked = sl_str_case_eq(last_coding(v), SL_STR("chunked"));
+            chunked = sl_str_case_eq(sl_h1_last_coding(v), SL_STR("chunked"));
         } else if (sl_str_case_eq(name, SL_STR("content-length"))) {
             uint64_t x;
             if (sl_str_to_u64(v, UINT64_MAX / 2, &x) != SL_OK || (have_cl && x != cl)) return "bad Content-Length";
             have_cl = true;
             cl = x;
         } else if (sl_str_case_eq(name, SL_STR("connection"))) {
-            conn_close |= has_token(v, "close");
-            conn_ka |= has_token(v, "keep-alive");
+            conn_close |= sl_h1_has_token(v, "close");
+            conn_ka |= sl_h1_has_token(v, "keep-alive");
         }
     }
     q->keep_alive = !conn_close && (minor == 1 || conn_ka);
@@ -769,7 +660,7 @@ static int step_head(sl_h1_req *q, h1_conn *c)
         /* An earlier read ended inside this head: look for its end in the new bytes
          * only before parsing it again (a head dripping in stays linear). */
         size_t from = c->hscan > 3 ? c->hscan - 3 : 0;
-        if (n <= from || !find_head_end(p + from, n - from)) {
+        if (n <= from || !sl_h1_find_head_end(p + from, n - from)) {
             c->hscan = n;
             if (n <= SL_UP_MAX_HEADER_BYTES) return STEP_MORE;
             finish(q, SL_UP_ERR_IO, "response header block too large");
@@ -779,7 +670,7 @@ static int step_head(sl_h1_req *q, h1_conn *c)
     sl_http_header hs[SL_UP_MAX_HEADERS];
     size_t nh = 0, hlen = 0;
     int status = 0, minor = 1;
-    int rc = parse_head(p, SL_MIN(n, (size_t)SL_UP_MAX_HEADER_BYTES), &status, &minor, hs, &nh, &hlen);
+    int rc = sl_h1_parse_head(p, SL_MIN(n, (size_t)SL_UP_MAX_HEADER_BYTES), &status, &minor, hs, &nh, &hlen);
     if (rc == SL_EAGAIN) {
         c->hscan = n;
         if (n <= SL_UP_MAX_HEADER_BYTES) return STEP_MORE;
@@ -968,70 +859,6 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 
 /* ---- the request ---- */
 
-typedef struct h1_target {
-    struct sockaddr_storage addr;
-    sl_str authority; /* for Host */
-    sl_str path;      /* origin-form without the leading '/' if the URL had none */
-    bool add_slash;
-} h1_target;
-
-static bool clean_bytes(const char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)p[i] <= ' ' || p[i] == 0x7f) return false;
-    return true;
-}
-
-/* http://host[:port][/path][?query]: host numeric IPv4, [IPv6] or localhost. SL_ENOTFOUND otherwise. */
-static int parse_url(const char *url, h1_target *t)
-{
-    size_t n = strlen(url);
-    if (n < 8 || strncasecmp(url, "http://", 7) != 0) return SL_ENOTFOUND;
-    const char *a = url + 7, *end = url + n, *ae = a;
-    while (ae < end && *ae != '/' && *ae != '?' && *ae != '#') ae++;
-    size_t alen = (size_t)(ae - a);
-    if (!alen || !clean_bytes(a, alen) || memchr(a, '@', alen)) return SL_ENOTFOUND;
-    sl_str host, port = SL_STR_NULL;
-    bool v6 = a[0] == '[';
-    if (v6) {
-        const char *rb = memchr(a, ']', alen);
-        if (!rb) return SL_ENOTFOUND;
-        host = (sl_str){a + 1, (size_t)(rb - a - 1)};
-        if (rb + 1 < ae) {
-            if (rb[1] != ':') return SL_ENOTFOUND;
-            port = (sl_str){rb + 2, (size_t)(ae - rb - 2)};
-        }
-    } else {
-        const char *colon = memchr(a, ':', alen);
-        host = (sl_str){a, colon ? (size_t)(colon - a) : alen};
-        if (colon) port = (sl_str){colon + 1, (size_t)(ae - colon - 1)};
-    }
-    uint64_t pn = 80;
-    if (port.n && (sl_str_to_u64(port, 65535, &pn) != SL_OK || pn == 0)) return SL_ENOTFOUND;
-    char hb[H1_MAX_HOSTNAME];
-    if (!host.n || host.n >= sizeof hb) return SL_ENOTFOUND;
-    memcpy(hb, host.p, host.n);
-    hb[host.n] = '\0';
-    memset(&t->addr, 0, sizeof t->addr);
-    if (v6) {
-        if (uv_ip6_addr(hb, (int)pn, (struct sockaddr_in6 *)&t->addr) != 0) return SL_ENOTFOUND;
-    } else {
-        struct in_addr ia;
-        const char *ip = strcasecmp(hb, "localhost") == 0 ? "127.0.0.1" : hb;
-        if (inet_pton(AF_INET, ip, &ia) != 1) return SL_ENOTFOUND; /* a host name: curl resolves it */
-        struct sockaddr_in *sin = (struct sockaddr_in *)&t->addr;
-        sin->sin_family = AF_INET;
-        sin->sin_port = htons((uint16_t)pn);
-        sin->sin_addr = ia;
-    }
-    const char *pe = memchr(ae, '#', (size_t)(end - ae));
-    t->path = (sl_str){ae, (size_t)((pe ? pe : end) - ae)};
-    if (!clean_bytes(t->path.p, t->path.n)) return SL_ENOTFOUND; /* curl refuses it with its own message */
-    t->add_slash = t->path.n == 0 || t->path.p[0] != '/';
-    t->authority = (sl_str){a, alen};
-    return SL_OK;
-}
-
 static int parse_url_cached(sl_h1 *h, const char *url, h1_target *t)
 {
     size_t n = strlen(url);
@@ -1042,7 +869,7 @@ static int parse_url_cached(sl_h1 *h, const char *url, h1_target *t)
         t->add_slash = h->last_url.add_slash;
         return SL_OK;
     }
-    int rc = parse_url(url, t);
+    int rc = sl_h1_parse_url(url, t);
     if (rc == SL_OK && n < sizeof h->last_url.url) {
         memcpy(h->last_url.url, url, n);
         h->last_url.len = n;
@@ -1085,135 +912,6 @@ static int get_host(sl_h1 *h, const h1_target *t, h1_host **out)
     return SL_OK;
 }
 
-static bool valid_method(const char *m)
-{
-    if (!m || !*m) return false;
-    for (const char *p = m; *p; p++)
-        if (!is_tchar(*p)) return false;
-    return true;
-}
-
-/* CR, LF and NUL would split or cut a request header: a table lookup a byte (every header of every request). */
-static const bool header_stop[256] = {['\r'] = true, ['\n'] = true, ['\0'] = true};
-
-/* Some byte of w equal to c (the classic zero-byte test on w ^ c...c). */
-static inline uint64_t has_byte(uint64_t w, uint8_t c)
-{
-    uint64_t x = w ^ (0x0101010101010101ull * c);
-    return (x - 0x0101010101010101ull) & ~x & 0x8080808080808080ull;
-}
-
-static bool valid_header_bytes(sl_str s)
-{
-    size_t i = 0;
-    for (; s.n - i >= 8; i += 8) { /* 8 bytes a step: every header of every request */
-        uint64_t w;
-        memcpy(&w, s.p + i, 8);
-        if (has_byte(w, '\r') | has_byte(w, '\n') | has_byte(w, 0)) return false;
-    }
-    for (; i < s.n; i++)
-        if (header_stop[(unsigned char)s.p[i]]) return false;
-    return true;
-}
-
-/* Framing, hop-by-hop and Host are ours; a caller's copy could desync the body or the target. */
-static bool skipped_header(sl_str name)
-{
-    switch (name.n) { /* the length rules out all but one name, cheaply: this runs for every header */
-    case 14: return sl_str_case_eq(name, SL_STR("content-length"));
-    case 17: return sl_str_case_eq(name, SL_STR("transfer-encoding"));
-    case 10: return sl_str_case_eq(name, SL_STR("connection"));
-    case 6: return sl_str_case_eq(name, SL_STR("expect"));
-    case 4: return sl_str_case_eq(name, SL_STR("host"));
-    default: return false;
-    }
-}
-
-
-/*
- * The request head in two passes: the first (head_size) checks every header
- * and adds up the exact size, the second (head_write) copies into room
- * allocated once, with the request itself (no capacity check per piece: this
- * runs for every upstream request).
- */
-#define PUT_LIT(o, lit) (memcpy((o), (lit), sizeof(lit) - 1), (o) += sizeof(lit) - 1)
-#define PUT_STR(o, s) ((s).n ? (memcpy((o), (s).p, (s).n), (o) += (s).n) : (o))
-
-typedef struct head_plan {
-    size_t total, mlen, cl_n;
-    bool have_ae, have_accept, with_cl;
-    char cl[24]; /* Content-Length digits */
-} head_plan;
-
-static const char ae_line[] = "Accept-Encoding: identity\r\n", accept_line[] = "Accept: */*\r\n";
-
-static int head_size(const sl_up_request *r, const h1_target *t, head_plan *hp)
-{
-    hp->have_ae = hp->have_accept = false;
-    hp->mlen = strlen(r->method);
-    size_t total = hp->mlen + (t->add_slash ? 2 : 1) + t->path.n + sizeof(" HTTP/1.1\r\nHost: ") - 1 + t->authority.n + 2;
-    for (size_t i = 0; i < r->nheaders; i++) {
-        const sl_http_header *hd = &r->headers[i];
-        if (!hd->name.n || !valid_header_bytes(hd->name) || !valid_header_bytes(hd->value) ||
-            memchr(hd->name.p, ':', hd->name.n))
-            return SL_EINVAL;
-        if (skipped_header(hd->name)) continue;
-        hp->have_ae |= hd->name.n == 15 && sl_str_case_eq(hd->name, SL_STR("accept-encoding"));
-        hp->have_accept |= hd->name.n == 6 && sl_str_case_eq(hd->name, SL_STR("accept"));
-        total += hd->name.n + (hd->value.n ? 2 : 1) + hd->value.n + 2;
-    }
-    /* What curl would send: bodies pass through as sent, and a default Accept. */
-    if (!hp->have_ae) total += sizeof ae_line - 1;
-    if (!hp->have_accept) total += sizeof accept_line - 1;
-    hp->cl_n = 0;
-    hp->with_cl = r->body || r->body_len || strcmp(r->method, "POST") == 0;
-    if (hp->with_cl) {
-        uint64_t v = r->body_len;
-        size_t i = sizeof hp->cl;
-        do {
-            hp->cl[--i] = (char)('0' + v % 10);
-            v /= 10;
-        } while (v);
-        hp->cl_n = sizeof hp->cl - i;
-        memmove(hp->cl, hp->cl + i, hp->cl_n);
-        total += sizeof("Content-Length: ") - 1 + hp->cl_n + 2;
-    }
-    total += 2;
-    if (total > H1_MAX_REQ_HEAD) return SL_EINVAL;
-    hp->total = total;
-    return SL_OK;
-}
-
-/* Writes exactly hp->total bytes (and a NUL) at o. */
-static void head_write(char *o, const sl_up_request *r, const h1_target *t, const head_plan *hp)
-{
-    memcpy(o, r->method, hp->mlen), o += hp->mlen;
-    if (t->add_slash) PUT_LIT(o, " /");
-    else PUT_LIT(o, " ");
-    PUT_STR(o, t->path);
-    PUT_LIT(o, " HTTP/1.1\r\nHost: ");
-    PUT_STR(o, t->authority);
-    PUT_LIT(o, "\r\n");
-    for (size_t i = 0; i < r->nheaders; i++) {
-        const sl_http_header *hd = &r->headers[i];
-        if (skipped_header(hd->name)) continue;
-        PUT_STR(o, hd->name);
-        if (hd->value.n) PUT_LIT(o, ": ");
-        else PUT_LIT(o, ":");
-        PUT_STR(o, hd->value);
-        PUT_LIT(o, "\r\n");
-    }
-    if (!hp->have_ae) PUT_LIT(o, ae_line);
-    if (!hp->have_accept) PUT_LIT(o, accept_line);
-    if (hp->with_cl) {
-        PUT_LIT(o, "Content-Length: ");
-        memcpy(o, hp->cl, hp->cl_n), o += hp->cl_n;
-        PUT_LIT(o, "\r\n");
-    }
-    PUT_LIT(o, "\r\n");
-    *o = '\0';
-}
-
 /* A zeroed request block with room for need bytes: a cached one if one is big enough. */
 static sl_h1_req *req_alloc(sl_h1 *h, size_t need)
 {
@@ -1241,7 +939,7 @@ int sl_h1_start(sl_h1 *h, const sl_up_request *r, const sl_up_callbacks *cb, voi
     int rc = get_host(h, &t, &ho);
     if (rc) return rc;
     head_plan hp;
-    rc = valid_method(r->method) ? head_size(r, &t, &hp) : SL_EINVAL;
+    rc = sl_h1_valid_method(r->method) ? sl_h1_head_size(r, &t, &hp) : SL_EINVAL;
     /* The request and its head in one allocation; an invalid request has none (it fails from the timer). */
     size_t need = sizeof(sl_h1_req) + (rc ? 0 : hp.total + 1);
     sl_h1_req *q = req_alloc(h, need);
@@ -1249,7 +947,7 @@ int sl_h1_start(sl_h1 *h, const sl_up_request *r, const sl_up_callbacks *cb, voi
     if (!rc) {
         q->head = (char *)(q + 1);
         q->head_len = hp.total;
-        head_write(q->head, r, &t, &hp);
+        sl_h1_head_write(q->head, r, &t, &hp);
     }
     q->kind = SL_UP_KIND_H1;
     q->h = h;
