@@ -17,7 +17,7 @@ import test, { after, before } from 'node:test';
 import { promisify } from 'node:util';
 
 import { metricValue, startRedis } from './governance-scenarios.js';
-import { startMock, startSluice, waitFor } from './lib/harness.js';
+import { chatAnswerText as answer, startMock, startSluice, waitFor } from './lib/harness.js';
 
 const run = promisify(execFile);
 const T = { timeout: 90_000 };
@@ -134,11 +134,6 @@ function chat(gw, model, messages, { stream = false, maxTokens = 4, signal } = {
   });
 }
 
-function answer(text) {
-  if (!text.startsWith('data:')) return JSON.parse(text).choices[0].message.content;
-  return text.split('\n').filter((l) => l.startsWith('data: {'))
-    .map((l) => JSON.parse(l.slice(6)).choices?.[0]?.delta?.content ?? '').join('');
-}
 
 function words(seed, n) {
   return Array.from({ length: n }, (_, i) => `s${seed}w${(i * 7919 + seed * 104729) % 997}`).join(' ');

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import test, { after, before } from 'node:test';
-import { freePort, startMock, startSluice } from './lib/harness.js';
+import { chatAnswerText as answer, freePort, startMock, startSluice } from './lib/harness.js';
 
 const T = { timeout: 60_000 };
 const ENGINE = ['--max-batch', '4', '--cache-tokens', '20000', '--cache-block-tokens', '16', '--tokens', '4', '--quiet'];
@@ -110,12 +110,6 @@ function chat(model, messages, { stream = false } = {}) {
   });
 }
 
-/** The assistant text of a non-stream answer, or of a stream's content deltas. */
-function answer(text) {
-  if (!text.startsWith('data:')) return JSON.parse(text).choices[0].message.content;
-  return text.split('\n').filter((l) => l.startsWith('data: {'))
-    .map((l) => JSON.parse(l.slice(6)).choices?.[0]?.delta?.content ?? '').join('');
-}
 
 async function engineCounter(m, name) {
   const t = await (await fetch(`${m.url}/metrics`)).text();

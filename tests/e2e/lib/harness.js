@@ -502,6 +502,13 @@ export async function httpRequest(url, { method = 'GET', headers = {}, body, tim
   return { status: r.status, headers: r.headers, text, json };
 }
 
+/** The assistant text of an OpenAI chat answer: a whole one, or a stream's content deltas. */
+export function chatAnswerText(text) {
+  if (!text.startsWith('data:')) return JSON.parse(text).choices[0].message.content;
+  return text.split('\n').filter((l) => l.startsWith('data: {'))
+    .map((l) => JSON.parse(l.slice(6)).choices?.[0]?.delta?.content ?? '').join('');
+}
+
 // ---- raw sockets: for malformed input, framing and slow clients ----
 
 /**
